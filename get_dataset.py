@@ -1,0 +1,73 @@
+"""Shuffle and split the downloaded QuickDraw bitmaps into train / validation / test.
+
+Writes an index of (class, row) pairs into --out (split.json + train.npy, val.npy, test.npy), not a
+second copy of the drawings, so it works the same for 4,000 drawings per class and for all ~50 M.
+train_cnn.py reads it. In a notebook, use `quickdraw_cnn.dataset.load_dataset()` instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from quickdraw_cnn.categories import CategoryError, parse_categories
+from quickdraw_cnn.dataset import DatasetError, write_split
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="data", help="folder of <class>.npy bitmap files (default: data)")
+    parser.add_argument("--out", default="data/split", help="folder to write the split into (default: data/split)")
+    parser.add_argument(
+        "--max-per-class",
+        type=positive_int,
+        default=None,
+        help="use at most the first N drawings of each class (default: every row present)",
+    )
+    parser.add_argument("--val-fraction", type=fraction, default=0.1, help="share for validation (default: 0.1)")
+    parser.add_argument("--test-fraction", type=fraction, default=0.1, help="share for test (default: 0.1)")
+    parser.add_argument("--seed", type=int, default=0, help="shuffling seed; same seed, same split (default: 0)")
+    parser.add_argument(
+        "--categories",
+        default=None,
+        help="only these classes: comma-separated names or a file, one per line (default: all in --data)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        categories = parse_categories(args.categories) if args.categories else None
+        info = write_split(
+            args.data,
+            args.out,
+            args.max_per_class,
+            args.val_fraction,
+            args.test_fraction,
+            args.seed,
+            categories,
+        )
+    except (DatasetError, CategoryError, OSError) as exc:
+        print(f"get_dataset.py: error: {exc}", file=sys.stderr)
+        return 1
+    counts = info["counts"]
+    print(
+        f"{len(info['class_names'])} classes: {counts['train']:,} train, {counts['val']:,} validation, "
+        f"{counts['test']:,} test drawings -> {args.out}/"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""The split: labels agree with names, stratified, deterministic, disjoint, and bad input is refused."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from quickdraw_cnn.dataset import DatasetError, Split, load_dataset, make_index, scan_data_dir, write_split
+from quickdraw_cnn.npy_format import header_bytes, write_bitmaps
+
+ROOT = Path(__file__).resolve().parents[1]
+# Files named so that glob order (alarm_clock, cat, The_Eiffel_Tower...) differs from label order.
+CLASSES = {"cat": 300, "alarm_clock": 250, "The_Eiffel_Tower": 200, "zigzag": 280}
+
+
+def encoded_rows(class_id: int, n: int) -> np.ndarray:
+    """Rows whose pixels say which class and row they are, so any mix-up is visible."""
+    rows = np.zeros((n, 784), np.uint8)
+    rows[:, 0] = class_id
+    rows[:, 1] = np.arange(n) // 256
+    rows[:, 2] = np.arange(n) % 256
+    return rows
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for class_id, (stem, n) in enumerate(CLASSES.items()):
+        write_bitmaps(folder / f"{stem}.npy", encoded_rows(class_id + 1, n))
+    return folder
+
+
+def file_id(name: str) -> int:
+    """The class id written into a file, looked up from its real (spaced) name."""
+    return list(CLASSES).index(name.replace(" ", "_")) + 1
+
+
+def decode(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    flat = images.reshape(len(images), 784).astype(np.int64)
+    return flat[:, 0], flat[:, 1] * 256 + flat[:, 2]
+
+
+def test_labels_agree_with_sorted_class_names(data_dir: Path, tmp_path: Path) -> None:
+    info = write_split(data_dir, tmp_path / "split")
+    split = Split.load(tmp_path / "split")
+    assert split.class_names == sorted(split.class_names) == info["class_names"]
+    assert split.class_names == ["The Eiffel Tower", "alarm clock", "cat", "zigzag"]
+    for part in ("train", "val", "test"):
+        ids, rows = decode(split.images(part))
+        expected_ids = [file_id(split.class_names[label]) for label in split.labels(part)]
+        np.testing.assert_array_equal(ids, expected_ids)
+        np.testing.assert_array_equal(rows, split.index[part][:, 1])
+
+
+def test_split_is_stratified_disjoint_and_complete(data_dir: Path) -> None:
+    files = scan_data_dir(data_dir)
+    index, used = make_index(files, max_per_class=None, val_fraction=0.1, test_fraction=0.2, seed=3)
+    seen = set()
+    for part, share in (("train", 0.7), ("val", 0.1), ("test", 0.2)):
+        pairs = {tuple(p) for p in index[part].tolist()}
+        assert len(pairs) == len(index[part]), f"duplicate drawings in {part}"
+        assert not pairs & seen, f"{part} shares drawings with another part"
+        seen |= pairs
+        counts = np.bincount(index[part][:, 0], minlength=len(files))
+        np.testing.assert_allclose(counts, np.array(used) * share, atol=1)
+    assert seen == {(label, row) for label, n in enumerate(used) for row in range(n)}
+
+
+def test_split_is_deterministic_and_shuffled(data_dir: Path) -> None:
+    files = scan_data_dir(data_dir)
+    a, _ = make_index(files, seed=7)
+    b, _ = make_index(files, seed=7)
+    c, _ = make_index(files, seed=8)
+    for part in a:
+        np.testing.assert_array_equal(a[part], b[part])
+    assert not np.array_equal(a["train"], c["train"])
+    labels = a["train"][:, 0]
+    assert (np.diff(labels) != 0).sum() > len(labels) / 3, "train must be shuffled across classes"
+
+
+def test_max_per_class_takes_the_first_rows(data_dir: Path) -> None:
+    files = scan_data_dir(data_dir)
+    index, used = make_index(files, max_per_class=100)
+    assert used == [100] * len(files)
+    all_rows = np.concatenate([index[p][:, 1] for p in index])
+    assert all_rows.max() == 99
+
+
+def test_load_dataset_matches_the_written_split(data_dir: Path, tmp_path: Path) -> None:
+    write_split(data_dir, tmp_path / "split", max_per_class=150, seed=5)
+    split = Split.load(tmp_path / "split")
+    ds = load_dataset(data_dir, max_per_class=150, seed=5)
+    assert ds.class_names == split.class_names
+    assert ds.x_train.dtype == np.uint8 and ds.x_train.shape[1:] == (28, 28, 1)
+    np.testing.assert_array_equal(ds.x_train, split.images("train"))
+    np.testing.assert_array_equal(ds.y_test, split.labels("test"))
+    np.testing.assert_array_equal(split.images("val", slice(3, 9)), split.images("val")[3:9])
+
+
+def test_fewer_rows_than_asked_is_named(data_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    make_index(scan_data_dir(data_dir), max_per_class=260)
+    err = capsys.readouterr().err
+    assert "The_Eiffel_Tower.npy has only 200 rows" in err and "alarm_clock.npy has only 250" in err
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "get_dataset.py"), *args], capture_output=True, text=True, cwd=ROOT
+    )
+
+
+def test_cli_writes_split_and_replaces_it_whole(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "split"
+    result = run_cli("--data", str(data_dir), "--out", str(out), "--max-per-class", "200", "--seed", "1")
+    assert result.returncode == 0, result.stderr
+    assert "4 classes: 640 train, 80 validation, 80 test" in result.stdout
+    first = np.load(out / "train.npy")
+    result = run_cli("--data", str(data_dir), "--out", str(out), "--max-per-class", "100", "--seed", "2")
+    assert result.returncode == 0, result.stderr
+    assert len(np.load(out / "train.npy")) == 320 != len(first)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "split"], "no temporary folder left"
+
+
+def write_raw(path: Path, payload: bytes) -> None:
+    path.write_bytes(payload)
+
+
+@pytest.mark.parametrize(
+    "name, payload, message",
+    [
+        ("cat.npy", b"<html>not found</html>", "not a .npy file"),
+        ("cat.npy", b"", "not a .npy file"),
+        ("cat.npy", header_bytes(10) + bytes(784 * 9), "truncated"),
+        ("cat.npy", header_bytes(10).replace(b"|u1", b"<f4") + bytes(7840), "dtype"),
+        ("cat.npy", header_bytes(10).replace(b"784", b"100") + bytes(7840), "shape"),
+    ],
+)
+def test_cli_refuses_bad_files_naming_them(tmp_path: Path, name: str, payload: bytes, message: str) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    write_bitmaps(data / "dog.npy", encoded_rows(1, 50))
+    write_raw(data / name, payload)
+    out = tmp_path / "split"
+    result = run_cli("--data", str(data), "--out", str(out))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(data / name) in lines[0] and message in lines[0], result.stderr
+    assert not out.exists(), "nothing may be written when the input is bad"
+
+
+def test_bad_input_keeps_the_previous_split(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "split"
+    assert run_cli("--data", str(data_dir), "--out", str(out)).returncode == 0
+    before = (out / "split.json").read_text()
+    write_raw(data_dir / "broken.npy", b"\x93NUMPY garbage")
+    result = run_cli("--data", str(data_dir), "--out", str(out))
+    assert result.returncode == 1 and "broken.npy" in result.stderr
+    assert (out / "split.json").read_text() == before
+
+
+@pytest.mark.parametrize("setup", ["missing", "empty"])
+def test_cli_refuses_missing_or_empty_folder(tmp_path: Path, setup: str) -> None:
+    data = tmp_path / "data"
+    if setup == "empty":
+        data.mkdir()
+        (data / "notes.txt").write_text("no drawings here")
+    result = run_cli("--data", str(data), "--out", str(tmp_path / "split"))
+    assert result.returncode == 1
+    assert str(data) in result.stderr and "download_subset.py" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_too_few_rows_for_every_part_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    write_bitmaps(data / "cat.npy", encoded_rows(1, 3))
+    with pytest.raises(DatasetError, match="cat.npy: 3 rows is too few"):
+        write_split(data, tmp_path / "split")
+
+
+def test_split_notices_a_data_file_truncated_later(data_dir: Path, tmp_path: Path) -> None:
+    write_split(data_dir, tmp_path / "split")
+    write_bitmaps(data_dir / "cat.npy", encoded_rows(3, 10))
+    with pytest.raises(DatasetError, match="cat.npy: has 10 rows, the split uses 300"):
+        Split.load(tmp_path / "split")
+    with pytest.raises(DatasetError, match="missing split.json"):
+        Split.load(tmp_path / "nowhere")
+
+
+def test_unknown_category_is_refused(data_dir: Path, tmp_path: Path) -> None:
+    result = run_cli("--data", str(data_dir), "--out", str(tmp_path / "s"), "--categories", "cat,zigzg")
+    assert result.returncode == 1 and "unknown category 'zigzg', did you mean 'zigzag'?" in result.stderr
+    result = run_cli("--data", str(data_dir), "--out", str(tmp_path / "s"), "--categories", "cat,zigzag")
+    assert result.returncode == 0 and "2 classes" in result.stdout

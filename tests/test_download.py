@@ -1,0 +1,334 @@
+"""The downloader against a local server: exact bytes, resume, extension, atomicity, checksums, CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from http_server import NpyServer
+
+from quickdraw_cnn import categories as cat
+from quickdraw_cnn import download as dl
+from quickdraw_cnn.npy_format import open_bitmaps
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = {"retries": 2, "backoff": 0.01, "timeout": 5.0, "progress": False, "log": lambda s: None}
+
+
+def fetch(server: NpyServer, out: Path, names: list[str], rows: int | None, **kw: object) -> dl.DownloadReport:
+    return dl.download(names, out, max_rows=rows, base_url=server.base_url, **{**FAST, **kw})
+
+
+def loads(path: Path) -> bool:
+    """Would a later reader accept this file? (numpy itself and the project's validating reader)"""
+    try:
+        np.load(path, allow_pickle=False)
+        open_bitmaps(path)
+        return True
+    except Exception:
+        return False
+
+
+def no_loadable_file(out: Path, but: str = "") -> bool:
+    return not any(loads(p) for p in out.iterdir() if p.is_file() and p.name not in ("manifest.json", but))
+
+
+def test_partial_download_fetches_exactly_header_plus_rows(npy_server: NpyServer, tmp_path: Path) -> None:
+    rows = npy_server.add_file("cat", 3000, seed=1)
+    out = tmp_path / "data"
+    report = fetch(npy_server, out, ["cat"], 400)
+    assert report.failed == []
+    got = np.load(out / "cat.npy")
+    assert got.shape == (400, 784) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, rows[:400])
+    assert npy_server.bytes_sent("cat") == 80 + 400 * 784  # the pinned header length was the right guess
+    assert [r.range for r in npy_server.records("cat") if r.method == "GET"] == [f"bytes=0-{80 + 400 * 784 - 1}"]
+    entry = dl.read_manifest(out)["cat.npy"]
+    assert entry["rows"] == 400 and entry["complete"] is False and entry["source"].endswith("/cat.npy")
+    assert entry["bytes"] == (out / "cat.npy").stat().st_size
+    assert entry["sha256"] == hashlib.sha256((out / "cat.npy").read_bytes()).hexdigest()
+
+
+def test_longer_header_than_guessed_costs_one_extra_request_not_extra_bytes(
+    npy_server: NpyServer, tmp_path: Path
+) -> None:
+    rows = npy_server.add_file("alarm clock", 1000, header_len=128)  # numpy >= 1.x writes 128 bytes
+    out = tmp_path / "data"
+    assert fetch(npy_server, out, ["alarm clock"], 250).failed == []
+    np.testing.assert_array_equal(np.load(out / "alarm_clock.npy"), rows[:250])
+    assert npy_server.bytes_sent("alarm clock") == 128 + 250 * 784
+    assert all(r.path == "/alarm%20clock.npy" for r in npy_server.records("alarm clock"))
+
+
+def test_more_rows_than_the_file_has_gives_the_whole_file(npy_server: NpyServer, tmp_path: Path) -> None:
+    npy_server.add_file("dog", 120)
+    out = tmp_path / "data"
+    assert fetch(npy_server, out, ["dog"], 500).failed == []
+    assert (out / "dog.npy").read_bytes() == (npy_server.root / "dog.npy").read_bytes()
+    assert dl.read_manifest(out)["dog.npy"]["complete"] is True
+
+
+def test_resume_after_mid_body_drop_continues_from_last_complete_row(npy_server: NpyServer, tmp_path: Path) -> None:
+    rows = npy_server.add_file("cat", 2000, seed=2)
+    npy_server.add_fault("cat", "drop", after=100_000)
+    out = tmp_path / "data"
+    assert fetch(npy_server, out, ["cat"], 1000).failed == []
+    np.testing.assert_array_equal(np.load(out / "cat.npy"), rows[:1000])
+    complete = (100_000 - 80) // 784
+    gets = [r.range for r in npy_server.records("cat") if r.method == "GET"]
+    assert gets[1] == f"bytes={80 + complete * 784}-{80 + 1000 * 784 - 1}"
+    assert npy_server.bytes_sent("cat") < 80 + 1000 * 784 + 784  # at most a torn row fetched twice
+    assert not (out / "cat.npy.part").exists() and not (out / "cat.npy.part.json").exists()
+
+
+def test_resume_across_runs_keeps_the_part_file(npy_server: NpyServer, tmp_path: Path) -> None:
+    rows = npy_server.add_file("cat", 2000, seed=3)
+    npy_server.add_fault("cat", "drop", after=200_000)
+    npy_server.add_fault("cat", "error500", times=5)
+    out = tmp_path / "data"
+    report = fetch(npy_server, out, ["cat"], 1500, retries=1)
+    assert report.failed == ["cat"] and "rerun to resume" in report.results[0].error
+    assert not (out / "cat.npy").exists() and no_loadable_file(out)
+    kept = ((out / "cat.npy.part").stat().st_size - 80) // 784
+    assert kept == (200_000 - 80) // 784
+    npy_server.reset()
+    assert fetch(npy_server, out, ["cat"], 1500).failed == []
+    np.testing.assert_array_equal(np.load(out / "cat.npy"), rows[:1500])
+    probe, rest = [r.range for r in npy_server.records("cat") if r.method == "GET"]
+    assert probe == f"bytes=0-{dl.PROBE_BYTES - 1}"
+    assert rest == f"bytes={80 + kept * 784}-{80 + 1500 * 784 - 1}"
+
+
+def test_asking_for_more_rows_fetches_only_the_missing_range(
+    npy_server: NpyServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = npy_server.add_file("cat", 3000, seed=4)
+    _pin(monkeypatch, npy_server.root / "cat.npy")
+    out = tmp_path / "data"
+    fetch(npy_server, out, ["cat"], 200)
+    npy_server.reset()
+    assert fetch(npy_server, out, ["cat"], 700).failed == []
+    np.testing.assert_array_equal(np.load(out / "cat.npy"), rows[:700])
+    assert npy_server.bytes_sent("cat") == dl.PROBE_BYTES + 500 * 784
+    assert dl.read_manifest(out)["cat.npy"]["rows"] == 700
+    npy_server.reset()  # fewer rows than present, or the same again: nothing to fetch, not even a probe
+    report = fetch(npy_server, out, ["cat"], 300)
+    assert report.results[0].status == "skipped" and npy_server.records() == []
+    # and up to the whole file: byte-identical to the remote file, so the pinned checksum holds
+    assert fetch(npy_server, out, ["cat"], None).failed == []
+    assert (out / "cat.npy").read_bytes() == (npy_server.root / "cat.npy").read_bytes()
+    assert npy_server.bytes_sent("cat") == dl.PROBE_BYTES + (3000 - 700) * 784
+
+
+@pytest.mark.parametrize(
+    ("kind", "params"),
+    [
+        ("html", {}),
+        ("404", {}),
+        ("corrupt_header", {}),
+        ("error500", {"times": 10}),
+        ("drop", {"times": 10, "after": 50}),
+        ("wrong_length", {"times": 10}),
+        ("short_length", {"times": 10}),
+    ],
+)
+def test_failures_leave_no_loadable_file(npy_server: NpyServer, tmp_path: Path, kind: str, params: dict) -> None:
+    npy_server.add_file("cat", 500)
+    npy_server.add_fault("cat", kind, **params)
+    out = tmp_path / "data"
+    report = fetch(npy_server, out, ["cat"], 300, retries=1)
+    assert report.failed == ["cat"]
+    assert not (out / "cat.npy").exists()
+    assert no_loadable_file(out)
+    assert "cat.npy" not in dl.read_manifest(out)
+
+
+@pytest.mark.parametrize("kind", ["html", "corrupt_header", "drop"])
+def test_failed_extension_keeps_the_previous_good_file(npy_server: NpyServer, tmp_path: Path, kind: str) -> None:
+    rows = npy_server.add_file("cat", 900)
+    out = tmp_path / "data"
+    fetch(npy_server, out, ["cat"], 100)
+    before = (out / "cat.npy").read_bytes()
+    npy_server.add_fault("cat", kind, times=10)
+    assert fetch(npy_server, out, ["cat"], 800, retries=1).failed == ["cat"]
+    assert (out / "cat.npy").read_bytes() == before
+    np.testing.assert_array_equal(np.load(out / "cat.npy"), rows[:100])
+    assert no_loadable_file(out, but="cat.npy")
+
+
+@pytest.mark.parametrize(
+    ("kind", "params"),
+    [("error500", {"times": 2}), ("short_length", {}), ("wrong_length", {}), ("ignore_range", {})],
+)
+def test_transient_faults_are_retried(npy_server: NpyServer, tmp_path: Path, kind: str, params: dict) -> None:
+    rows = npy_server.add_file("cat", 600)
+    npy_server.add_fault("cat", kind, **params)
+    out = tmp_path / "data"
+    assert fetch(npy_server, out, ["cat"], 450).failed == []
+    np.testing.assert_array_equal(np.load(out / "cat.npy"), rows[:450])
+
+
+def test_slow_server_times_out_and_is_retried(npy_server: NpyServer, tmp_path: Path) -> None:
+    rows = npy_server.add_file("cat", 300)
+    npy_server.add_fault("cat", "slow", delay=1.5)
+    out = tmp_path / "data"
+    assert fetch(npy_server, out, ["cat"], 200, timeout=0.5).failed == []
+    np.testing.assert_array_equal(np.load(out / "cat.npy"), rows[:200])
+    assert len([r for r in npy_server.records("cat") if r.method == "GET"]) == 2
+
+
+def _pin(monkeypatch: pytest.MonkeyPatch, path: Path, sha256: str | None = None) -> None:
+    data = path.read_bytes()
+    rows = (len(data) - 80) // 784
+    name = path.stem
+    fake = {name: cat.RemoteFile(name, len(data), sha256 or hashlib.sha256(data).hexdigest(), rows)}
+    monkeypatch.setattr(cat, "manifest", lambda: fake)
+
+
+def test_whole_file_is_verified_against_pinned_checksum(
+    npy_server: NpyServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    npy_server.add_file("cat", 700)
+    _pin(monkeypatch, npy_server.root / "cat.npy")
+    out = tmp_path / "data"
+    assert fetch(npy_server, out, ["cat"], None).failed == []
+    assert (out / "cat.npy").read_bytes() == (npy_server.root / "cat.npy").read_bytes()
+    entry = dl.read_manifest(out)["cat.npy"]
+    assert entry["complete"] is True and entry["pinned_sha256_ok"] is True
+    npy_server.reset()  # complete and recorded: skipped without a request
+    assert fetch(npy_server, out, ["cat"], None).results[0].status == "skipped" and npy_server.records() == []
+
+
+def test_whole_file_resumed_after_drops_still_matches_pinned_checksum(
+    npy_server: NpyServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    npy_server.add_file("cat", 1500)
+    _pin(monkeypatch, npy_server.root / "cat.npy")
+    npy_server.add_fault("cat", "drop", after=300_000)
+    npy_server.add_fault("cat", "drop", after=200_000)
+    out = tmp_path / "data"
+    assert fetch(npy_server, out, ["cat"], None).failed == []
+    assert dl.read_manifest(out)["cat.npy"]["pinned_sha256_ok"] is True
+    assert npy_server.bytes_sent("cat") < 80 + 1500 * 784 + 2 * 784
+
+
+def test_checksum_mismatch_fails_and_leaves_nothing(
+    npy_server: NpyServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    npy_server.add_file("cat", 700)
+    _pin(monkeypatch, npy_server.root / "cat.npy", sha256="0" * 64)
+    out = tmp_path / "data"
+    report = fetch(npy_server, out, ["cat"], None)
+    assert report.failed == ["cat"] and "checksum mismatch" in report.results[0].error
+    assert sorted(p.name for p in out.iterdir()) == []
+
+
+def test_unpinned_whole_file_is_checked_by_header_and_size_only(
+    npy_server: NpyServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    npy_server.add_file("cat", 300)
+    monkeypatch.setattr(cat, "manifest", lambda: {})
+    out = tmp_path / "data"
+    assert fetch(npy_server, out, ["cat"], None).failed == []
+    assert "pinned_sha256_ok" not in dl.read_manifest(out)["cat.npy"]
+
+
+def test_official_file_already_present_is_adopted_not_refetched(
+    npy_server: NpyServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    npy_server.add_file("cat", 400)
+    _pin(monkeypatch, npy_server.root / "cat.npy")
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "cat.npy").write_bytes((npy_server.root / "cat.npy").read_bytes())  # e.g. left by Labs 21
+    assert fetch(npy_server, out, ["cat"], 100).results[0].status == "skipped"
+    assert npy_server.records() == [] and dl.read_manifest(out)["cat.npy"]["complete"] is True
+
+
+def test_file_from_another_source_is_replaced(npy_server: NpyServer, tmp_path: Path) -> None:
+    rows = npy_server.add_file("cat", 400, seed=9)
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "cat.npy").write_bytes(dl.fixed_length_header(50, 128) + bytes(50 * 784))
+    dl.record_files(out, [dl._entry("cat", out / "cat.npy", "synthetic", 50, True)])
+    assert fetch(npy_server, out, ["cat"], 100).failed == []  # not extended with real rows: refetched
+    np.testing.assert_array_equal(np.load(out / "cat.npy"), rows[:100])
+    assert dl.read_manifest(out)["cat.npy"]["source"] == f"{npy_server.base_url}/cat.npy"
+
+
+def test_disk_space_is_checked_before_any_request(
+    npy_server: NpyServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    npy_server.add_file("cat", 300)
+    monkeypatch.setattr(dl.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 10**6, 10**6))
+    with pytest.raises(dl.DownloadError, match="not enough disk space"):  # needs ~6 MB, 1 MB free
+        fetch(npy_server, tmp_path / "data", ["cat", "dog"], 4000)
+    assert npy_server.records() == [] and list((tmp_path / "data").iterdir()) == []
+
+
+def _cli(*args: str, script: str = "download_subset.py") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+
+
+def test_cli_downloads_in_parallel_and_names_every_failed_class(npy_server: NpyServer, tmp_path: Path) -> None:
+    for i, name in enumerate(["cat", "alarm clock", "The Eiffel Tower", "dog"]):
+        npy_server.add_file(name, 200 + i, seed=i)
+    npy_server.add_fault("dog", "html", times=99)
+    out = tmp_path / "data"
+    common = ["--out", str(out), "--base-url", npy_server.base_url, "--max-per-class", "150"]
+    cats = "cat, alarm clock,The Eiffel Tower,dog,ant"  # ant: not on the server (404)
+    run = _cli("--categories", cats, "--workers", "4", "--retries", "1", "--backoff", "0.01", *common)
+    assert run.returncode == 1, run.stderr
+    assert "FAILED dog: server sent a text/html page" in run.stdout
+    assert "FAILED ant: HTTP 404" in run.stdout
+    assert "3 downloaded" in run.stdout
+    for stem in ("cat", "alarm_clock", "The_Eiffel_Tower"):
+        assert np.load(out / f"{stem}.npy").shape == (150, 784)
+    assert not (out / "dog.npy").exists() and not (out / "ant.npy").exists()
+    npy_server.reset()
+    ok = _cli("--categories", "cat,alarm clock", *common, script="download_dataset.py")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "2 already complete" in ok.stdout and npy_server.records() == []
+    names = tmp_path / "names.txt"
+    names.write_text("# my classes\ncat\nThe Eiffel Tower\n")
+    assert _cli("--categories", str(names), *common).returncode == 0
+
+
+def test_cli_unknown_category_is_one_clear_line(tmp_path: Path) -> None:
+    run = _cli("--categories", "cat,alarm clok", "--out", str(tmp_path / "data"))
+    assert run.returncode == 2
+    assert run.stderr.strip() == "error: unknown category 'alarm clok', did you mean 'alarm clock'?"
+    assert not (tmp_path / "data").exists()
+
+
+def test_cli_offline_is_one_clear_line(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = _cli("--categories", "cat", "--base-url", f"http://127.0.0.1:{port}", "--out", str(tmp_path / "d"))
+    assert run.returncode == 3
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach 127.0.0.1" in lines[0] and "connection refused" in lines[0]
+    assert list((tmp_path / "d").iterdir()) == []
+
+
+def test_cli_synthetic_writes_the_same_layout_offline(tmp_path: Path) -> None:
+    out = tmp_path / "data"
+    run = _cli("--synthetic", "--max-per-class", "20", "--out", str(out), "--base-url", "http://127.0.0.1:9")
+    assert run.returncode == 0, run.stderr
+    files = sorted(out.glob("*.npy"))
+    assert len(files) >= 3
+    manifest = dl.read_manifest(out)
+    for f in files:
+        assert open_bitmaps(f).shape == (20, 784)
+        assert manifest[f.name]["source"] == "synthetic" and manifest[f.name]["rows"] == 20
+    json.loads((out / "manifest.json").read_text())
