@@ -1,0 +1,187 @@
+"""Prediction benchmarks (run by hand; prints figures, asserts nothing).
+
+    python bench/bench_predict.py [--which 1,2,3] [--model-dir DIR] [--per-class N]
+
+1. Latency of one drawing, p50/p99: the model call alone (compiled tf.function, and onnxruntime) against
+   `model.predict` as Labs 21 used it; end to end (decode a 1024x768 PNG, preprocess, predict); and a
+   12-megapixel JPEG photo end to end. Model: --model-dir if it holds an export, else this project's
+   architecture at 100 classes, untrained (same cost), exported to a temporary folder.
+2. Cold start: process start to the first printed prediction of load_model_predict.py, tf and onnx.
+3. Upload accuracy: real strokes (../shared/data/quickdraw-real/simplified/) of the model's classes, each
+   rendered three ways (direct 28x28 as the data set; canvas PNG; photo JPEG) and predicted through the
+   project's path. Default model: the Labs 21 files; --model-dir runs the project's own model instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from quickdraw_cnn.predict import Predictor  # noqa: E402
+from quickdraw_cnn.preprocess import to_bitmap  # noqa: E402
+from quickdraw_cnn.render import render_strokes  # noqa: E402
+from quickdraw_cnn.synthetic import generate_strokes  # noqa: E402
+from quickdraw_cnn.upload_sim import canvas_png, photo_jpeg  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+LABS21 = SHARED / "labs21-model"
+SIMPLIFIED = SHARED / "quickdraw-real" / "simplified"
+
+
+def pct(times: list[float]) -> str:
+    ms = np.array(times) * 1000
+    return f"p50 {np.percentile(ms, 50):7.2f} ms  p99 {np.percentile(ms, 99):7.2f} ms  (n={len(ms)})"
+
+
+def timed(fn, n: int, warmup: int = 3) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def bench_model_dir(arg: Path | None, tmp: Path) -> Path:
+    if arg and (arg / "model.onnx").exists():
+        return arg
+    from quickdraw_cnn.export import export_model
+    from quickdraw_cnn.model import build_cnn
+
+    out = tmp / "models"
+    export_model(build_cnn(100), [f"class {i}" for i in range(100)], out, {"note": "untrained, bench"})
+    return out
+
+
+def bench_latency(model_dir: Path, n: int) -> None:
+    print(f"\n== 1. latency (model: {model_dir}) ==")
+    tf_p = Predictor.load(model_dir, backend="tf")
+    onnx_p = Predictor.load(model_dir, backend="onnx")
+    rng = np.random.default_rng(0)
+    strokes = generate_strokes("star", rng)
+    bitmap = to_bitmap(strokes)
+    x = bitmap.reshape(1, 28, 28, 1).astype("float32")
+    model = tf_p.runner.model
+    print("model call, tf.function   ", pct(timed(lambda: tf_p.probabilities(bitmap[None]), n)))
+    print("model call, onnxruntime   ", pct(timed(lambda: onnx_p.probabilities(bitmap[None]), n)))
+    print("model.predict (Labs 21)   ", pct(timed(lambda: model.predict(x, verbose=0), max(20, n // 5))))
+    png = canvas_png(strokes, rng, size=(1024, 768))
+    t0 = time.perf_counter()
+    jpeg = photo_jpeg(strokes, rng, size=(4000, 3000), quality=85)
+    print(f"(made a {len(png) / 1024:.0f} KB 1024x768 PNG and a {len(jpeg) / 1e6:.1f} MB 12 MP JPEG"
+          f" in {time.perf_counter() - t0:.1f} s)")  # fmt: skip
+    for name, p in (("tf", tf_p), ("onnx", onnx_p)):
+        print(f"end to end PNG 1024x768, {name:4}", pct(timed(lambda p=p: p.predict(png), max(20, n // 4))))
+        print(f"end to end 12MP JPEG,  {name:4}", pct(timed(lambda p=p: p.predict(jpeg), max(10, n // 10))))
+    print("preprocess only, PNG      ", pct(timed(lambda: to_bitmap(png), max(20, n // 4))))
+    print("preprocess only, 12MP JPEG", pct(timed(lambda: to_bitmap(jpeg), max(10, n // 10))))
+
+
+def first_line_time(cmd: list[str]) -> float:
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = proc.stdout.readline()
+    elapsed = time.perf_counter() - t
+    proc.communicate()
+    if not line:
+        raise RuntimeError(f"no output from {' '.join(cmd)}")
+    return elapsed
+
+
+def bench_cold_start(model_dir: Path, runs: int) -> None:
+    print(f"\n== 2. cold start: process start -> first printed prediction (model: {model_dir}) ==")
+    sample = ROOT / "samples" / "star_canvas.png"
+    for backend in ("tf", "onnx"):
+        cmd = [sys.executable, "load_model_predict.py", str(sample), "--model-dir", str(model_dir)]
+        times = [first_line_time([*cmd, "--backend", backend]) for _ in range(runs)]
+        print(f"{backend:4}  median {statistics.median(times):6.2f} s  min {min(times):6.2f} s  (runs={runs})")
+
+
+def bench_accuracy(model_dir: Path, per_class: int, photo_size: tuple[int, int]) -> None:
+    print(f"\n== 3. upload accuracy (model: {model_dir}, {per_class} real drawings per class) ==")
+    p = Predictor.load(model_dir, backend="tf")
+    classes = [c for c in p.class_names if (SIMPLIFIED / f"{c}.ndjson").exists()]
+    missing = [c for c in p.class_names if c not in classes]
+    print(f"{len(classes)} of the model's {len(p.class_names)} classes have real strokes"
+          + (f" (missing: {', '.join(missing)})" if missing else ""))  # fmt: skip
+    rng = np.random.default_rng(0)
+    views: dict[str, list[np.ndarray]] = {"direct": [], "canvas": [], "photo": []}
+    labels, failures = [], {"canvas": 0, "photo": 0}
+    t0 = time.perf_counter()
+    for c in classes:
+        for line in (SIMPLIFIED / f"{c}.ndjson").read_text().splitlines()[:per_class]:
+            d = json.loads(line)["drawing"]
+            direct = render_strokes(d)
+            got = {"direct": direct}
+            for view, make in (
+                ("canvas", lambda d=d: canvas_png(d, rng)),
+                ("photo", lambda d=d: photo_jpeg(d, rng, photo_size)),
+            ):
+                try:
+                    got[view] = to_bitmap(make())
+                except ValueError:
+                    failures[view] += 1
+                    got[view] = np.zeros((28, 28), np.uint8)  # counts as a miss
+            for k, v in got.items():
+                views[k].append(v)
+            labels.append(p.class_names.index(c))
+    y = np.array(labels)
+    print(f"rendered and preprocessed {len(y)} drawings x 3 in {time.perf_counter() - t0:.0f} s;"
+          f" preprocessing failures: {failures}")  # fmt: skip
+    acc = {}
+    for k, v in views.items():
+        probs = np.concatenate([p.probabilities(np.stack(v[i : i + 256])) for i in range(0, len(v), 256)])
+        top1 = float((probs.argmax(1) == y).mean())
+        top5 = float((np.argsort(-probs, 1)[:, :5] == y[:, None]).any(1).mean())
+        acc[k] = (top1, top5)
+        print(f"{k:7} top-1 {top1:6.2%}  top-5 {top5:6.2%}")
+    for k in ("canvas", "photo"):
+        r1, r5 = acc[k][0] / max(acc["direct"][0], 1e-9), acc[k][1] / max(acc["direct"][1], 1e-9)
+        goal = 0.97 if k == "canvas" else 0.90
+        print(f"{k}/direct: top-1 {r1:6.1%}  top-5 {r5:6.1%}  (goal >= {goal:.0%})")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--which", default="1,2,3", help="benchmarks to run, comma separated (default 1,2,3)")
+    ap.add_argument("--model-dir", type=Path, help="this project's model folder (default: see above)")
+    ap.add_argument("--n", type=int, default=200, help="timed repetitions of a model call (default 200)")
+    ap.add_argument("--runs", type=int, default=3, help="cold starts per backend (default 3)")
+    ap.add_argument("--per-class", type=int, default=10, help="real drawings per class for 3 (max 25)")
+    ap.add_argument("--photo-size", default="1024x768", help="photo size for 3, WxH (default 1024x768)")
+    args = ap.parse_args()
+    which = {int(w) for w in args.which.split(",")}
+    with tempfile.TemporaryDirectory() as tmp:
+        if which & {1, 2}:
+            model_dir = bench_model_dir(args.model_dir, Path(tmp))
+            if 1 in which:
+                bench_latency(model_dir, args.n)
+            if 2 in which:
+                bench_cold_start(model_dir, args.runs)
+        if 3 in which:
+            acc_dir = args.model_dir or LABS21
+            if not acc_dir.exists() or not SIMPLIFIED.exists():
+                print("\n== 3. skipped: no model folder or no ../shared/data/quickdraw-real/simplified ==")
+            else:
+                w, h = (int(v) for v in args.photo_size.split("x"))
+                bench_accuracy(acc_dir, args.per_class, (w, h))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Say what was drawn: top-K classes for image files (canvas PNG, photo of paper) or stroke files.
+
+Examples:
+    python load_model_predict.py samples/*                 # top-5 per file, readable
+    python load_model_predict.py a.png b.jpg --json        # one JSON document for a backend
+    python load_model_predict.py a.png --backend onnx      # no TensorFlow: numpy, Pillow, onnxruntime
+
+Exit status: 0 when every file was predicted, 1 when some file could not be (each named on stderr; the
+others are still predicted), 2 when the model folder or the arguments are wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Predict what each drawing shows (images: PNG/JPEG/GIF/...; strokes: .json/.ndjson).",
+        epilog="Exit status: 0 all predicted, 1 some file failed (named on stderr), 2 model/usage error.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="drawings to classify (all predicted in one batch)")
+    p.add_argument(
+        "--model-dir",
+        default="models",
+        type=Path,
+        help="model folder: this project's export or the Labs 21 files (default: models/)",
+    )
+    p.add_argument("--top", type=int, default=5, metavar="K", help="how many classes to list (default 5)")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON list: {"file", "predictions": [{"class", "probability"}]} or {"file", "error"}',
+    )
+    p.add_argument(
+        "--backend",
+        choices=("tf", "onnx"),
+        default="tf",
+        help="tf: Keras model (model.json + model.h5); onnx: model.onnx with onnxruntime, starts faster",
+    )
+    p.add_argument(
+        "--save-preprocessed",
+        type=Path,
+        metavar="DIR",
+        help="write the 28x28 each file became, enlarged, to DIR/<file name>.png (to see why it guessed)",
+    )
+    args = p.parse_args(argv)
+    if args.top < 1:
+        p.error("--top must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import numpy as np
+
+    from quickdraw_cnn.predict import ModelError, Predictor
+    from quickdraw_cnn.preprocess import PreprocessError, save_enlarged, to_bitmap
+
+    try:
+        predictor = Predictor.load(args.model_dir, backend=args.backend)
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ImportError as exc:
+        print(f"error: backend {args.backend} unavailable ({exc})", file=sys.stderr)
+        return 2
+
+    results: list[dict] = []
+    bitmaps, slots, used = [], [], set()
+    for name in args.files:
+        try:
+            bitmap = to_bitmap(name)
+        except (PreprocessError, OSError) as exc:
+            msg = str(exc) if isinstance(exc, PreprocessError) else f"cannot read ({exc.strerror or exc})"
+            print(f"{name}: {msg}", file=sys.stderr)
+            results.append({"file": name, "error": msg})
+            continue
+        slots.append(len(results))
+        results.append({"file": name})
+        bitmaps.append(bitmap)
+        if args.save_preprocessed:
+            args.save_preprocessed.mkdir(parents=True, exist_ok=True)
+            stem, n = Path(name).name, 1
+            while f"{stem}.png" in used:
+                n += 1
+                stem = f"{Path(name).name}.{n}"
+            used.add(f"{stem}.png")
+            results[-1]["saved"] = str(save_enlarged(bitmap, args.save_preprocessed / f"{stem}.png"))
+
+    if bitmaps:
+        for slot, preds in zip(slots, predictor.predict_bitmaps(np.stack(bitmaps), top=args.top)):
+            results[slot]["predictions"] = [{"class": c, "probability": round(p, 6)} for c, p in preds]
+
+    if args.json:
+        print(json.dumps([{k: v for k, v in r.items() if k != "saved"} for r in results], indent=2))
+    else:
+        for r in results:
+            if "predictions" not in r:
+                continue
+            print(r["file"])
+            width = max(len(p["class"]) for p in r["predictions"])
+            for i, p in enumerate(r["predictions"], 1):
+                print(f"  {i}. {p['class']:<{width}}  {100 * p['probability']:5.1f}%")
+            if "saved" in r:
+                print(f"  (model input saved to {r['saved']})")
+    return 0 if all("predictions" in r for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

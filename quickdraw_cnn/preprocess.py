@@ -1,0 +1,470 @@
+"""Make an uploaded drawing look like a Quick, Draw! `numpy_bitmap` row (28x28 uint8, light on black).
+
+The model only knows the data set's rendering (see quickdraw-format.md): the drawing's bounding box scaled
+so its longest side spans 255 of 304 units, centred, strokes 16 units wide, anti-aliased, light on black.
+An app-canvas PNG or a phone photo of paper differs in every one of these, so each difference is undone by
+one named step below, in this order:
+
+    open_image -> apply_exif_orientation -> to_grey -> shrink_to_work_size -> fix_polarity ->
+    remove_background -> ink_mask (threshold + remove_specks) -> crop_to_ink -> scale_to_frame ->
+    normalise_thickness -> centre_and_downsample
+
+Strokes (`.json` / `.ndjson` / lists) skip all of that and are rendered with the data set's own recipe
+(`render.render_strokes(render.prepare_strokes(...))`): the exact path for an app canvas. A file holding
+several ndjson records gives its first drawing (`load_strokes` documents the accepted shapes).
+
+Only numpy and Pillow are imported here, so the TensorFlow-free ONNX backend can use this module.
+Errors are `PreprocessError` subclasses with one-line messages (the caller adds the file name).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import warnings
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+
+from quickdraw_cnn.render import prepare_strokes, render_strokes
+
+SIZE = 28
+FRAME_UNITS = 304.0  # the data set's 28 px = 256 frame + 2 * 16 padding + 16 line width (units)
+EXTENT_UNITS = 255.0  # longest side of the drawing's centre-line bounding box, in units
+LINE_UNITS = 16.0  # stroke width, in units (~6% of the longest side)
+WORK_MAX = 512  # the photo cleanup runs at most at this many pixels on the longest side
+CANVAS_INK = 136  # ink extent (px) at which thickness is normalised: ~8 px strokes, 5x supersampled
+MAX_PIXELS = 40_000_000  # decoded pixels allowed (after JPEG draft reduction): bounds memory and time
+MIN_CONTRAST = 24.0  # grey levels of ink above paper needed to call it a drawing
+MIN_INK_FRACTION = 2e-4  # of the work image's pixels (and at least MIN_INK_PIXELS)
+MIN_INK_PIXELS = 12
+STROKE_SUFFIXES = {".json", ".ndjson"}
+
+Source = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray | list | dict
+
+
+class PreprocessError(ValueError):
+    """An input that cannot be turned into a drawing; str() is a one-line reason."""
+
+
+class EmptyFileError(PreprocessError):
+    """Zero bytes."""
+
+
+class NotAnImageError(PreprocessError):
+    """Neither an image format Pillow knows nor strokes."""
+
+
+class CorruptImageError(PreprocessError):
+    """Truncated or damaged image data."""
+
+
+class ImageTooLargeError(PreprocessError):
+    """Too many pixels to decode within bounded memory and time (a decompression bomb, say)."""
+
+
+class NoDrawingError(PreprocessError):
+    """A blank page: nothing that stands out from the background."""
+
+    def __init__(self, message: str = "no drawing found") -> None:
+        super().__init__(message)
+
+
+class BadStrokesError(PreprocessError):
+    """JSON that does not hold a drawing in the data set's stroke format."""
+
+
+# ----------------------------------------------------------------------------------------------- decoding
+def open_image(source: str | os.PathLike | bytes) -> Image.Image:
+    """Decode a file or bytes safely: first frame only, JPEGs reduced while decoding (draft mode).
+
+    Raises EmptyFileError, NotAnImageError, ImageTooLargeError or CorruptImageError.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise EmptyFileError("empty file (0 bytes)")
+        fp: Any = io.BytesIO(bytes(source))
+    else:
+        path = Path(source)
+        try:
+            if path.stat().st_size == 0:
+                raise EmptyFileError("empty file (0 bytes)")
+        except FileNotFoundError:
+            raise PreprocessError("no such file") from None
+        except IsADirectoryError:
+            raise PreprocessError("is a folder, not a file") from None
+        fp = path
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # own limit below
+            img = Image.open(fp)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"image too large to decode safely ({exc})") from None
+    except UnidentifiedImageError:
+        raise NotAnImageError("not an image (unrecognised format)") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        raise CorruptImageError(f"corrupt image header ({exc})") from None
+    try:
+        if getattr(img, "n_frames", 1) > 1:
+            img.seek(0)  # animated: the first frame is the drawing
+        if img.format == "JPEG":
+            img.draft("L", (WORK_MAX, WORK_MAX))  # DCT scaling: a 12 MP photo decodes at 1/4 or 1/8
+        w, h = img.size
+        if w * h > MAX_PIXELS:
+            raise ImageTooLargeError(f"image too large to decode safely ({w}x{h} pixels)")
+        if w == 0 or h == 0:
+            raise CorruptImageError("image has no pixels")
+        img.load()
+    except PreprocessError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, MemoryError) as exc:
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        raise CorruptImageError(f"truncated or corrupt image ({msg})") from None
+    return img
+
+
+def apply_exif_orientation(img: Image.Image) -> Image.Image:
+    """Phones store photos sideways plus an EXIF 'Orientation' tag; turn the pixels upright."""
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:  # broken EXIF must not lose the drawing
+        return img
+
+
+def _composite(img: Image.Image, background: int) -> Image.Image:
+    base = Image.new("RGBA", img.size, (background,) * 3 + (255,))
+    return Image.alpha_composite(base, img.convert("RGBA")).convert("L")
+
+
+def to_grey(img: Image.Image) -> Image.Image:
+    """Any mode -> 8-bit grey 'L'. Transparency is composited on white (or on black when the strokes
+    are light and white would hide them); 16-bit and float images are stretched to their range."""
+    mode = img.mode
+    if mode == "L":
+        return img
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
+        grey = _composite(img, 255)
+        lo, hi = grey.getextrema()
+        if hi - lo < MIN_CONTRAST:
+            on_black = _composite(img, 0)
+            lo2, hi2 = on_black.getextrema()
+            if hi2 - lo2 > hi - lo:
+                return on_black
+        return grey
+    if mode in ("I", "F") or mode.startswith("I;"):
+        a = np.asarray(img, dtype=np.float64)
+        lo, hi = float(a.min()), float(a.max())
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        return Image.fromarray(np.round((a - lo) * scale).astype(np.uint8), "L")
+    if mode == "LAB":
+        return img.getchannel(0)
+    try:
+        return img.convert("L")
+    except ValueError:
+        return img.convert("RGB").convert("L")
+
+
+def shrink_to_work_size(grey: Image.Image, limit: int = WORK_MAX) -> np.ndarray:
+    """Area-average down to at most `limit` px on the longest side (the cleanup needs no more)."""
+    w, h = grey.size
+    if max(w, h) > limit:
+        f = limit / max(w, h)
+        grey = grey.resize((max(1, round(w * f)), max(1, round(h * f))), Image.BOX, reducing_gap=2.0)
+    return np.asarray(grey, dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------------------------- cleanup
+def fix_polarity(grey: np.ndarray) -> np.ndarray:
+    """Make ink light on a dark background (the data set's polarity), whichever way it came.
+
+    The background is the majority of pixels, so a light median means dark ink on paper: invert.
+    """
+    step = max(1, int(np.sqrt(grey.size / 20000)))
+    if float(np.median(grey[::step, ::step])) > 127.5:
+        return 255.0 - grey
+    return grey
+
+
+def remove_background(ink: np.ndarray) -> np.ndarray:
+    """Subtract a smooth estimate of the paper (uneven light, shadows, tinted paper).
+
+    The estimate is a morphological opening of a coarse (block-mean) image: thin bright strokes vanish,
+    slow light gradients stay; it is blurred and enlarged back to full size.
+    """
+    h, w = ink.shape
+    f = max(1, round(max(h, w) / 64))
+    small = Image.fromarray(np.clip(ink, 0, 255).astype(np.uint8), "L")
+    if f > 1:
+        small = small.reduce(f)
+    small = small.filter(ImageFilter.MinFilter(5)).filter(ImageFilter.MaxFilter(5))
+    small = small.filter(ImageFilter.GaussianBlur(2))
+    bg = np.asarray(small.resize((w, h), Image.BILINEAR), dtype=np.float32)
+    return np.clip(ink - bg, 0.0, 255.0)
+
+
+def otsu_threshold(values: np.ndarray) -> float:
+    """Otsu's threshold of uint8 values (maximises the between-class variance)."""
+    if values.dtype != np.uint8:
+        values = np.clip(values, 0, 255).astype(np.uint8)
+    hist = np.bincount(values.ravel(), minlength=256).astype(np.float64)
+    levels = np.arange(256, dtype=np.float64)
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * levels)
+    mean0 = m0 / np.maximum(w0, 1e-12)
+    mean1 = (m0[-1] - m0) / np.maximum(w1, 1e-12)
+    between = w0 * w1 * (mean0 - mean1) ** 2
+    return float(np.argmax(between)) + 0.5
+
+
+def remove_specks(mask: np.ndarray) -> np.ndarray:
+    """Drop isolated ink pixels (noise, dust, paper texture): fewer than 3 ink pixels in their 5x5."""
+    img = Image.fromarray(mask.view(np.uint8) * np.uint8(255), "L").filter(ImageFilter.BoxBlur(2))
+    return mask & (np.asarray(img) >= 26)  # 2.5 of 25 pixels, in 0..255 units
+
+
+def ink_mask(fg: np.ndarray) -> np.ndarray:
+    """Binary ink from the background-free image: blur off pixel noise, adaptive (Otsu) threshold
+    clamped to the ink's own contrast, specks removed. Raises NoDrawingError on a blank page."""
+    blurred = np.asarray(Image.fromarray(fg.astype(np.uint8), "L").filter(ImageFilter.GaussianBlur(1)))
+    hi = float(blurred.max())
+    if hi < MIN_CONTRAST:
+        raise NoDrawingError()
+    t = min(max(otsu_threshold(blurred), 0.25 * hi, 0.5 * MIN_CONTRAST), 0.6 * hi)
+    mask = remove_specks(blurred > t)
+    if mask.sum() < max(MIN_INK_PIXELS, MIN_INK_FRACTION * mask.size):
+        raise NoDrawingError()
+    return mask
+
+
+def crop_to_ink(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """Bounding box (x0, y0, x1, y1), end-exclusive, of the ink."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if len(rows) == 0:
+        raise NoDrawingError()
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def scale_to_frame(mask: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Crop to the ink and resample so its longest side is CANVAS_INK px (where thickness is fixed)."""
+    x0, y0, x1, y1 = box
+    m = 2
+    crop = np.pad(mask[y0:y1, x0:x1], m).astype(np.float32)
+    f = CANVAS_INK / max(x1 - x0, y1 - y0)
+    h, w = crop.shape
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    img = Image.fromarray(crop, "F")
+    if f < 1:  # area average keeps thin lines as partial coverage; a low cut keeps them connected
+        return np.asarray(img.resize(size, Image.BOX)) > 0.2
+    return np.asarray(img.resize(size, Image.BILINEAR)) > 0.5
+
+
+def _neighbours(m: np.ndarray, cross: bool, outside: bool) -> np.ndarray:
+    p = np.pad(m, 1, constant_values=outside)
+    out = m | p[:-2, 1:-1] | p[2:, 1:-1] | p[1:-1, :-2] | p[1:-1, 2:]
+    if not cross:
+        out |= p[:-2, :-2] | p[:-2, 2:] | p[2:, :-2] | p[2:, 2:]
+    return out
+
+
+def _dilate(m: np.ndarray, cross: bool = False) -> np.ndarray:
+    return _neighbours(m, cross, False)
+
+
+def _erode(m: np.ndarray, cross: bool = False) -> np.ndarray:
+    return ~_neighbours(~m, cross, True)
+
+
+def stroke_width(mask: np.ndarray) -> float:
+    """Mean stroke width in px: area / half the boundary length (area lost to one erosion)."""
+    a0 = float(mask.sum())
+    a1 = float(_erode(mask).sum())
+    if a1 == 0:
+        return 1.0
+    return max(1.0, 2.0 * a0 / max(a0 - a1, 1.0))
+
+
+def normalise_thickness(mask: np.ndarray) -> tuple[np.ndarray, float]:
+    """Erode or dilate (alternating square/cross: nearly round) to the data set's 16/255 of the
+    centre-line extent. Returns the mask and the stroke width it now has, in px."""
+    w = stroke_width(mask)
+    x0, y0, x1, y1 = crop_to_ink(mask)
+    centre_extent = max(max(x1 - x0, y1 - y0) - w, 1.0)
+    target = LINE_UNITS / EXTENT_UNITS * centre_extent
+    steps = int(round(abs(w - target) / 2))
+    if w > target:
+        steps = min(steps, int((w - 1) // 2))  # never erode a stroke away entirely
+        for i in range(steps):
+            mask = _erode(mask, cross=bool(i % 2))
+        return mask, w - 2 * steps
+    pad = steps + 1
+    mask = np.pad(mask, pad)
+    for i in range(steps):
+        mask = _dilate(mask, cross=bool(i % 2))
+    return mask, w + 2 * steps
+
+
+def centre_and_downsample(mask: np.ndarray, width: float) -> np.ndarray:
+    """Centre the centre-line box in the data set's 304-unit frame and area-average down to 28x28."""
+    x0, y0, x1, y1 = crop_to_ink(mask)
+    centre_extent = max(max(x1 - x0, y1 - y0) - width, 1.0)
+    side = centre_extent * FRAME_UNITS / EXTENT_UNITS  # px of the mask that become 28 px
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+    pad = int(np.ceil(side))
+    img = Image.fromarray(np.pad(mask, pad).astype(np.uint8) * 255, "L")
+    box = (cx - side / 2 + pad, cy - side / 2 + pad, cx + side / 2 + pad, cy + side / 2 + pad)
+    method = Image.BOX if side >= 2 * SIZE else Image.BILINEAR
+    return np.asarray(img.resize((SIZE, SIZE), method, box=box), dtype=np.uint8).copy()
+
+
+def preprocess_image(img: Image.Image) -> np.ndarray:
+    """All image steps, in order, on a decoded image: uint8 (28, 28) light on black."""
+    img = apply_exif_orientation(img)
+    grey = shrink_to_work_size(to_grey(img))
+    fg = remove_background(fix_polarity(grey))
+    mask = ink_mask(fg)
+    canvas = scale_to_frame(mask, crop_to_ink(mask))
+    canvas, width = normalise_thickness(canvas)
+    return centre_and_downsample(canvas, width)
+
+
+# ----------------------------------------------------------------------------------------------- strokes
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def load_strokes(obj: Any) -> list:
+    """The drawing in any accepted shape: a list of strokes [[x...], [y...](, [t...])], one stroke,
+    an ndjson record {"drawing": ...}, or a list of records (the first is used).
+
+    `obj` may also be JSON / ndjson text or bytes (ndjson: the first non-empty line is used).
+    """
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        try:
+            obj = bytes(obj).decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise BadStrokesError("not UTF-8 JSON") from None
+    if isinstance(obj, str):
+        text = obj.strip()
+        if not text:
+            raise BadStrokesError("empty strokes file")
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError:
+            first = next(line for line in text.splitlines() if line.strip())
+            try:
+                obj = json.loads(first)  # ndjson: several records, one per line
+            except json.JSONDecodeError as exc:
+                raise BadStrokesError(f"not JSON ({exc.msg} at line {exc.lineno})") from None
+    if isinstance(obj, dict):
+        if "drawing" not in obj:
+            raise BadStrokesError('JSON object without a "drawing" key')
+        obj = obj["drawing"]
+    if isinstance(obj, list) and obj and isinstance(obj[0], dict):
+        return load_strokes(obj[0])
+    if not isinstance(obj, list) or not obj:
+        raise BadStrokesError("no strokes in the drawing")
+    if isinstance(obj[0], list) and obj[0] and _is_number(obj[0][0]):
+        obj = [obj]  # a single stroke [[x...], [y...]]
+    for i, stroke in enumerate(obj):
+        ok = isinstance(stroke, list) and len(stroke) >= 2
+        ok = ok and all(isinstance(c, list) and all(_is_number(v) for v in c) for c in stroke[:2])
+        if not ok:
+            raise BadStrokesError(f"stroke {i} is not [[x...], [y...]]")
+    return obj
+
+
+def strokes_to_bitmap(strokes: Any) -> np.ndarray:
+    """Render strokes exactly as the data set did (any coordinates; aligned, scaled, simplified first)."""
+    drawing = load_strokes(strokes)
+    try:
+        return render_strokes(prepare_strokes(drawing))
+    except ValueError as exc:
+        raise BadStrokesError(str(exc)) from None
+
+
+# ----------------------------------------------------------------------------------------------- entry
+def _array_to_image(a: np.ndarray) -> Image.Image:
+    a = np.asarray(a)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or 0 in a.shape:
+        raise NotAnImageError(f"array of shape {a.shape} is not an image")
+    if a.dtype != np.uint8:
+        a = a.astype(np.float64)
+        if not np.isfinite(a).all():
+            raise NotAnImageError("array has non-finite values")
+        if a.max() <= 1.0 and a.min() >= 0.0:
+            a = a * 255.0
+        a = np.clip(np.round(a), 0, 255).astype(np.uint8)
+    return Image.fromarray(a, {2: "L", 3: "RGB", 4: "RGBA"}[a.ndim if a.ndim == 2 else a.shape[2]])
+
+
+def _looks_like_json(data: bytes) -> bool:
+    head = data[:64].lstrip(b"\xef\xbb\xbf \t\r\n")
+    return head[:1] in (b"{", b"[")
+
+
+def to_bitmap(source: Source) -> np.ndarray:
+    """Whatever was uploaded -> uint8 (28, 28) in the data set's convention (light strokes on black).
+
+    source: a path or bytes (any image Pillow reads, or .json/.ndjson strokes), a PIL image, a numpy
+    image (a uint8 (28, 28) / (28, 28, 1) / (784,) array is taken as already in the data set's
+    convention), or strokes as Python lists/dicts. Raises a PreprocessError subclass.
+    """
+    if isinstance(source, Image.Image):
+        return preprocess_image(source)
+    if isinstance(source, np.ndarray):
+        if source.dtype == np.uint8 and source.shape in ((28, 28), (28, 28, 1), (784,)):
+            return source.reshape(SIZE, SIZE).copy()
+        return preprocess_image(_array_to_image(source))
+    if isinstance(source, (list, dict)):
+        return strokes_to_bitmap(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if data and _looks_like_json(data):
+            return strokes_to_bitmap(data)
+        return preprocess_image(open_image(data))
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if path.suffix.lower() in STROKE_SUFFIXES:
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                raise PreprocessError("no such file") from None
+            except OSError as exc:
+                raise PreprocessError(f"cannot read ({exc.strerror})") from None
+            if not data:
+                raise EmptyFileError("empty file (0 bytes)")
+            return strokes_to_bitmap(data)
+        try:
+            img = open_image(path)
+        except NotAnImageError:
+            with open(path, "rb") as fh:
+                head = fh.read(64)
+            if _looks_like_json(head):  # strokes saved under another suffix
+                return strokes_to_bitmap(path.read_bytes())
+            raise
+        return preprocess_image(img)
+    raise PreprocessError(f"unsupported input type {type(source).__name__}")
+
+
+def save_enlarged(bitmap: np.ndarray, path: str | os.PathLike, scale: int = 10) -> Path:
+    """Write the 28x28 the model saw, enlarged (nearest neighbour) and framed, so a person can judge it.
+
+    Written to a temporary name first and moved into place.
+    """
+    path = Path(path)
+    img = Image.fromarray(np.asarray(bitmap, dtype=np.uint8).reshape(SIZE, SIZE), "L")
+    img = img.resize((SIZE * scale, SIZE * scale), Image.NEAREST)
+    img = ImageOps.expand(img, border=2, fill=96)
+    tmp = path.with_name(path.name + ".part")
+    img.save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,281 @@
+"""Preprocessing: uploads (canvas PNG, photo JPEG, strokes) must become the data set's 28x28 bitmap."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from PIL import Image, ImageDraw
+
+from quickdraw_cnn import preprocess as pp
+from quickdraw_cnn.render import prepare_strokes, render_strokes
+from quickdraw_cnn.synthetic import SYNTHETIC_CATEGORIES, generate_strokes
+from quickdraw_cnn.upload_sim import canvas_png, photo_jpeg
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "quickdraw-real" / "simplified"
+
+
+def corr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel().astype(float), b.ravel().astype(float))[0, 1])
+
+
+def drawings() -> list:
+    """Synthetic shapes always; a few real drawings where ../shared exists."""
+    rng = np.random.default_rng(1)
+    out = [generate_strokes(c, rng) for c in SYNTHETIC_CATEGORIES if c != "line"]
+    if REAL.is_dir():
+        for c in ("cat", "house", "bicycle", "The Eiffel Tower", "flower", "airplane"):
+            for line in (REAL / f"{c}.ndjson").read_text().splitlines()[:2]:
+                out.append(json.loads(line)["drawing"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def circle() -> list:
+    return generate_strokes("circle", np.random.default_rng(3))
+
+
+def png_bytes(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def dark_on_white(strokes, size=(400, 300)) -> Image.Image:
+    return Image.open(io.BytesIO(canvas_png(strokes, np.random.default_rng(5), size=size, brush=8)))
+
+
+# ---------------------------------------------------------------------------------------- round trips
+def test_canvas_png_round_trip_matches_direct_rendering() -> None:
+    rng = np.random.default_rng(0)
+    scores = []
+    for d in drawings():
+        direct = render_strokes(prepare_strokes(d))
+        got = pp.to_bitmap(canvas_png(d, rng))
+        assert got.shape == (28, 28) and got.dtype == np.uint8
+        scores.append(corr(direct, got))
+    assert min(scores) > 0.88, scores
+    assert np.mean(scores) > 0.95, scores
+
+
+def test_photo_jpeg_round_trip_matches_direct_rendering() -> None:
+    rng = np.random.default_rng(1)
+    scores = [corr(render_strokes(prepare_strokes(d)), pp.to_bitmap(photo_jpeg(d, rng))) for d in drawings()]
+    # the photo is rotated by up to 6 degrees, which alone costs a few points of correlation
+    assert min(scores) > 0.6, scores
+    assert np.mean(scores) > 0.85, scores
+
+
+def test_strokes_inputs_every_shape_render_like_the_data_set(tmp_path: Path, circle) -> None:
+    want = render_strokes(prepare_strokes(circle))
+    with_t = [[s[0], s[1], list(range(len(s[0])))] for s in circle]
+    record = {"word": "circle", "drawing": circle}
+    variants = {
+        "list.json": json.dumps(circle),
+        "raw_with_t.json": json.dumps(with_t),
+        "record.json": json.dumps(record),
+        "records.json": json.dumps([record, {"drawing": [[[0, 1], [0, 1]]]}]),
+        "several.ndjson": json.dumps(record) + "\n" + json.dumps({"drawing": [[[0, 9], [0, 9]]]}) + "\n",
+    }
+    for name, text in variants.items():
+        path = tmp_path / name
+        path.write_text(text)
+        np.testing.assert_array_equal(pp.to_bitmap(path), want, err_msg=name)
+    np.testing.assert_array_equal(pp.to_bitmap(json.dumps(record).encode()), want)
+    np.testing.assert_array_equal(pp.to_bitmap(circle), want)
+    np.testing.assert_array_equal(pp.to_bitmap(circle[0]), render_strokes(prepare_strokes(circle[:1])))
+
+
+@pytest.mark.parametrize("text", ['{"word": "x"}', "[]", '[[["a"], [1]]]', "{not json", "[[[1, 2], [3]]]"])
+def test_bad_strokes_are_a_clean_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    with pytest.raises(pp.BadStrokesError):
+        pp.to_bitmap(path)
+
+
+# ---------------------------------------------------------------------------------------- image steps
+def test_polarity_light_on_dark_equals_dark_on_white(circle) -> None:
+    img = dark_on_white(circle).convert("L")
+    a = pp.to_bitmap(img)
+    b = pp.to_bitmap(Image.eval(img, lambda v: 255 - v))
+    assert corr(a, b) > 0.98
+
+
+def test_every_mode_gives_the_same_drawing(circle) -> None:
+    grey = dark_on_white(circle).convert("L")
+    want = pp.to_bitmap(grey)
+    arr = np.asarray(grey)
+    rgba = np.zeros((*arr.shape, 4), np.uint8)
+    rgba[..., 3] = 255 - arr  # black ink on a transparent canvas
+    light_rgba = rgba.copy()
+    light_rgba[..., :3] = 255  # white ink on a transparent canvas
+    variants = {
+        "RGB": grey.convert("RGB"),
+        "RGBA": Image.fromarray(rgba, "RGBA"),
+        "RGBA white ink": Image.fromarray(light_rgba, "RGBA"),
+        "LA": grey.convert("LA"),
+        "P": grey.convert("RGB").convert("P"),
+        "CMYK": grey.convert("CMYK"),
+        "1": grey.point(lambda v: 255 if v > 128 else 0).convert("1"),
+        "I;16": Image.fromarray(arr.astype(np.uint16) * 257),
+        "I": grey.convert("I"),
+        "F": grey.convert("F"),
+    }
+    for name, img in variants.items():
+        got = pp.to_bitmap(Image.open(io.BytesIO(png_bytes(img, "TIFF" if name in ("I", "F", "CMYK") else "PNG"))))
+        assert corr(want, got) > 0.95, name
+    np.testing.assert_array_equal(pp.to_bitmap(arr), want)  # numpy input
+
+
+def test_exif_orientation_is_applied(circle) -> None:
+    upright = dark_on_white([[[0, 100, 100], [0, 0, 60]]], size=(300, 200)).convert("L")
+    want = pp.to_bitmap(upright)
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # a phone stores it sideways...
+    exif = Image.Exif()
+    exif[0x0112] = 6  # ...and says "rotate 90 degrees clockwise to display"
+    got = pp.to_bitmap(png_bytes(stored, "JPEG", exif=exif.tobytes(), quality=95))
+    assert corr(want, got) > 0.9
+    assert corr(want, pp.to_bitmap(stored)) < 0.5  # without the tag it really is a different picture
+
+
+def test_animated_image_uses_first_frame(circle) -> None:
+    first = dark_on_white(circle, size=(200, 200)).convert("P")
+    second = dark_on_white([[[0, 100, 100, 0, 0], [0, 0, 100, 100, 0]]], size=(200, 200)).convert("P")
+    data = png_bytes(first, "GIF", save_all=True, append_images=[second], duration=100, loop=0)
+    assert Image.open(io.BytesIO(data)).n_frames == 2
+    assert corr(pp.to_bitmap(data), pp.to_bitmap(first)) > 0.99
+
+
+def test_dataset_bitmap_passes_through_and_saves_enlarged(tmp_path: Path, circle) -> None:
+    bitmap = render_strokes(prepare_strokes(circle))
+    np.testing.assert_array_equal(pp.to_bitmap(bitmap), bitmap)
+    np.testing.assert_array_equal(pp.to_bitmap(bitmap.reshape(784)), bitmap)
+    out = pp.save_enlarged(bitmap, tmp_path / "seen.png", scale=4)
+    big = np.asarray(Image.open(out))
+    assert big.shape == (116, 116)
+    np.testing.assert_array_equal(big[2:-2:4, 2:-2:4], bitmap)
+
+
+# ---------------------------------------------------------------------------------------- bad input
+def test_zero_byte_file(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(b"")
+    with pytest.raises(pp.EmptyFileError, match="empty"):
+        pp.to_bitmap(tmp_path / "a.png")
+    with pytest.raises(pp.EmptyFileError):
+        pp.to_bitmap(b"")
+
+
+def test_not_an_image(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_text("hello, I am text")
+    with pytest.raises(pp.NotAnImageError, match="not an image"):
+        pp.to_bitmap(tmp_path / "a.png")
+    with pytest.raises(pp.PreprocessError, match="no such file"):
+        pp.to_bitmap(tmp_path / "missing.png")
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF"])
+def test_truncated_image(circle, fmt: str) -> None:
+    data = png_bytes(dark_on_white(circle).convert("RGB" if fmt != "GIF" else "P"), fmt)
+    with pytest.raises(pp.CorruptImageError) as err:
+        pp.to_bitmap(data[: len(data) // 2])
+    assert "\n" not in str(err.value)
+
+
+def _png_with_size(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width x height (a decompression bomb)."""
+    raw = zlib.compress(b"\x00" * 64)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [7000, 20000, 60000])
+def test_decompression_bomb_is_refused_quickly(side: int) -> None:
+    start = time.perf_counter()
+    with pytest.raises(pp.ImageTooLargeError, match="too large"):
+        pp.to_bitmap(_png_with_size(side, side))
+    assert time.perf_counter() - start < 2.0
+
+
+def test_huge_jpeg_is_decoded_reduced(circle) -> None:
+    img = dark_on_white(circle, size=(400, 300)).convert("L").resize((8000, 6000))  # 48 MP > MAX_PIXELS
+    data = png_bytes(img, "JPEG", quality=70)
+    with Image.open(io.BytesIO(data)) as probe:
+        probe.draft("L", (pp.WORK_MAX, pp.WORK_MAX))
+        assert probe.size[0] * probe.size[1] < 2_000_000  # decoded at 1/8: memory stays small
+    assert corr(pp.to_bitmap(data), pp.to_bitmap(img.resize((400, 300)))) > 0.95
+
+
+def test_blank_pages_are_no_drawing() -> None:
+    rng = np.random.default_rng(0)
+    white = Image.new("RGB", (640, 480), "white")
+    yy, xx = np.mgrid[0:480, 0:640]
+    paper = 200 - 30 * xx / 640 + rng.normal(0, 5, (480, 640))  # unevenly lit empty paper, noisy
+    for blank in (white, Image.new("L", (10, 10), 0), Image.fromarray(np.clip(paper, 0, 255).astype(np.uint8))):
+        with pytest.raises(pp.NoDrawingError, match="no drawing found"):
+            pp.to_bitmap(png_bytes(blank, "JPEG", quality=80))
+    with pytest.raises(pp.NoDrawingError):
+        pp.to_bitmap(Image.new("RGBA", (50, 50), (0, 0, 0, 0)))
+
+
+# ---------------------------------------------------------------------------------------- properties
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    arrays(
+        np.uint8,
+        st.tuples(st.integers(1, 80), st.integers(1, 80), st.sampled_from([1, 3, 4])),
+        elements=st.integers(0, 255),
+    )
+)
+def test_random_images_never_crash(a: np.ndarray) -> None:
+    try:
+        out = pp.to_bitmap(a)
+    except pp.NoDrawingError:
+        return
+    assert out.shape == (28, 28) and out.dtype == np.uint8
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 60), st.integers(1, 60), st.lists(st.tuples(st.integers(0, 59), st.integers(0, 59)), max_size=8))
+def test_random_scribbles_are_bitmaps_or_no_drawing(w: int, h: int, pts: list) -> None:
+    img = Image.new("L", (w, h), 255)
+    if len(pts) > 1:
+        ImageDraw.Draw(img).line(pts, fill=0, width=2)
+    try:
+        out = pp.to_bitmap(img)
+    except pp.NoDrawingError:
+        return
+    assert out.shape == (28, 28) and out.dtype == np.uint8 and out.max() > 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.binary(max_size=300))
+def test_random_bytes_are_clean_errors(data: bytes) -> None:
+    try:
+        out = pp.to_bitmap(data)
+    except pp.PreprocessError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert out.shape == (28, 28)
+
+
+def test_preprocess_does_not_import_tensorflow() -> None:
+    code = "import sys, quickdraw_cnn.preprocess; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
