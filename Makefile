@@ -20,6 +20,8 @@ demo: $(VENV)/.installed
 	  || { echo "demo: the QuickDraw bucket did not answer; using synthetic doodles instead"; \
 	       $(PY) download_subset.py --synthetic --categories "$(DEMO_CLASSES)" --max-per-class $(DEMO_ROWS) --out $(DEMO_DATA); }
 	$(PY) get_dataset.py --data $(DEMO_DATA) --out $(DEMO_DATA)/split
+	$(PY) train_cnn.py --split $(DEMO_DATA)/split --epochs 6 --batch-size 128 --out models --screenshots $(DEMO_DATA)/screenshots
+	$(PY) load_model_predict.py samples/* --model-dir models
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -11,21 +11,8 @@ import argparse
 import sys
 
 from quickdraw_cnn.categories import CategoryError, parse_categories
+from quickdraw_cnn.cli import fraction, positive_int
 from quickdraw_cnn.dataset import DatasetError, write_split
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -89,13 +89,20 @@ class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+class QuietHTTPServer(ThreadingHTTPServer):
+    """Connections the tests drop on purpose (or that a client abandons) are expected, not worth a traceback."""
+
+    def handle_error(self, request, client_address) -> None:
+        pass
+
+
 class NpyServer:
     """Threaded HTTP server over a folder of `.npy` files; use as a context manager or start()/stop()."""
 
     def __init__(self, root: str | Path) -> None:
         self.state = _State(Path(root))
         handler = type("Handler", (_Handler,), {"state": self.state})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd = QuietHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 

@@ -1,0 +1,350 @@
+"""Training benchmarks: throughput vs the Labs 21 way, accuracy on real drawings, bounded memory.
+
+    .venv/bin/python bench/bench_train.py                      # all three, ~15 min on 2 cores
+    .venv/bin/python bench/bench_train.py --parts throughput   # one of them
+    .venv/bin/python bench/bench_train.py --parts accuracy --max-per-class 0   # all 60,000 real drawings
+
+1. throughput: drawings/s of the default training configuration (streaming pipeline from the split,
+   batch 256, augmentation; mixed_bfloat16 and float32; --xla: also float32 with XLA) against the
+   Labs 21 way (float32 arrays in memory, `model.fit`, batch 32, same architecture), INTERLEAVED in one
+   process (baseline, ours, bf16, baseline, ...) so a busy shared CPU slows all alike; the median of the
+   rounds is reported. Also the achieved GFLOP/s (~153.6 MFLOP per trained drawing: 25.6 M multiply-adds
+   forward, ~3x with backward) against the CPU's peak from lscpu (cores x GHz x FLOPs/cycle).
+2. accuracy: the real drawings in ../shared/data/quickdraw-real/bitmaps (20 classes) through the
+   project's chain (write_split -> train with the defaults) vs the same architecture trained the Labs 21
+   way (Adam 1e-3, batch 32, no schedule, no augmentation, float32, --baseline-epochs) on the same split;
+   test top-1/top-5 and training time of both.
+3. memory: peak RSS of a training run (subprocess, a few hundred steps) on 345 classes x --rss-per-class
+   generated drawings (5.4 GB of files at 20,000), sampled from /proc: RssAnon (heap: model, TF,
+   buffers) vs RssFile (pages of the memory-mapped class files, reclaimable page cache).
+Outputs (figures as JSON) go to bench/out/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from quickdraw_cnn.dataset import Split, write_split  # noqa: E402
+from quickdraw_cnn.npy_format import write_bitmaps  # noqa: E402
+
+REAL = ROOT.parent / "shared" / "data" / "quickdraw-real" / "bitmaps"
+FLOP_PER_TRAINED_DRAWING = 153.6e6
+
+
+def cpu_peak() -> dict:
+    """Peak FLOP/s from lscpu: cores x GHz x FLOPs/cycle (AVX-512 FMA: 2 pipes x 16 fp32 lanes x 2)."""
+    text = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    field = dict(re.findall(r"^([^:]+):\s+(.*)$", text, re.M))
+    cores = int(field.get("CPU(s)", os.cpu_count() or 1))
+    mhz = float(field.get("CPU max MHz", 0) or 0) or float(field.get("BogoMIPS", 0)) / 2
+    flags = field.get("Flags", "")
+    vendor = field.get("Vendor ID", "")
+    # FLOPs per cycle per core in fp32: AMD Zen 4 runs AVX-512 on 2 x 256-bit FMA pipes (16 FMA = 32 FLOP);
+    # Intel server cores with 2 x 512-bit FMA units reach 64. AVX2-only: 32.
+    if "avx512f" in flags:
+        fp32 = 32 if vendor == "AuthenticAMD" else 64
+    elif "fma" in flags:
+        fp32 = 32
+    else:
+        fp32 = 8
+    bf16 = fp32 * 2 if "avx512_bf16" in flags else None  # VDPBF16PS: twice the multiply-adds per lane
+    ghz = mhz / 1000
+    return {
+        "model": field.get("Model name"),
+        "cores": cores,
+        "ghz_assumed": ghz,
+        "fp32_flops_per_cycle_per_core": fp32,
+        "peak_fp32_gflops": cores * ghz * fp32,
+        "peak_bf16_gflops": cores * ghz * bf16 if bf16 else None,
+        "note": "GHz from 'CPU max MHz' if lscpu has it, else BogoMIPS/2 (base clock; boost raises the peak)",
+    }
+
+
+class BatchTimer:
+    """Keras callback factory: seconds for the steps after the first `skip` of one fit call."""
+
+    def __new__(cls, skip: int = 2):
+        import keras
+
+        class _Timer(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.t0 = None
+                self.t1 = None
+                self.n = 0
+
+            def on_train_batch_end(self, batch, logs=None):
+                if batch == skip - 1:
+                    self.t0 = time.perf_counter()
+                elif batch >= skip:
+                    self.n += 1
+                    self.t1 = time.perf_counter()
+
+            def seconds(self) -> float:
+                return (self.t1 - self.t0) if self.t0 and self.t1 else float("nan")
+
+        return _Timer()
+
+
+def real_split(out: Path, max_per_class: int | None) -> Path:
+    if not REAL.is_dir():
+        sys.exit(f"bench_train.py: {REAL} not found (real drawings are needed for this part)")
+    split_dir = out / f"real_split_{max_per_class or 'all'}"
+    if not (split_dir / "split.json").exists():
+        write_split(REAL, split_dir, max_per_class=max_per_class, seed=0)
+    return split_dir
+
+
+# ---- 1. throughput ------------------------------------------------------------------------------
+
+
+def bench_throughput(args: argparse.Namespace) -> dict:
+    import keras
+
+    from quickdraw_cnn.model import build_cnn
+    from quickdraw_cnn.train import PartReader, TrainConfig, build_model
+
+    split_dir = real_split(args.out, 1000)
+    split = Split.load(split_dir)
+    classes = len(split.class_names)
+    n = len(split.index["train"])
+    x32 = split.images("train").astype("float32")  # the Labs 21 way: float arrays in memory
+    y = split.labels("train").astype("int32")
+
+    keras.mixed_precision.set_global_policy("float32")
+    keras.utils.set_random_seed(0)
+    baseline = build_cnn(classes)
+    baseline.compile(
+        keras.optimizers.Adam(1e-3),
+        "sparse_categorical_crossentropy",
+        metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5_accuracy")],
+    )
+    reader = PartReader(split, "train", 512 << 20)
+    configs = {}
+    variants = [("float32", False), ("mixed_bfloat16", False)] + ([("float32", True)] if args.xla else [])
+    for precision, xla in variants:
+        keras.mixed_precision.set_global_policy(precision)
+        cfg = TrainConfig(batch_size=args.batch_size, precision=precision)
+        model = build_model(cfg, classes, n // cfg.batch_size, jit_compile=xla)
+        ds = reader.dataset(cfg.batch_size, True, 0, augment=True)
+        configs[f"ours_{precision}_b{cfg.batch_size}{'_xla' if xla else ''}"] = (model, ds, cfg.batch_size)
+    keras.mixed_precision.set_global_policy("float32")
+
+    def run(name: str) -> float:
+        timer = BatchTimer(skip=2)
+        if name == "labs21_baseline_b32":
+            steps = args.steps_small
+            baseline.fit(
+                x32, y, batch_size=32, epochs=1, steps_per_epoch=steps, callbacks=[timer], verbose=0, shuffle=True
+            )
+            return timer.n * 32 / timer.seconds()
+        model, ds, bs = configs[name]
+        model.fit(ds, epochs=1, steps_per_epoch=args.steps_large, callbacks=[timer], verbose=0, shuffle=False)
+        return timer.n * bs / timer.seconds()
+
+    names = ["labs21_baseline_b32", *configs]
+    for name in names:  # warm-up: tracing, oneDNN primitive creation
+        run(name)
+    rates: dict[str, list[float]] = {k: [] for k in names}
+    for r in range(args.rounds):
+        for name in names:
+            rates[name].append(run(name))
+            print(f"  round {r + 1}: {name}: {rates[name][-1]:.0f} drawings/s", flush=True)
+    peak = cpu_peak()
+    out = {"cpu": peak, "interleaved_rounds": args.rounds, "rates": rates, "median": {}}
+    base = statistics.median(rates["labs21_baseline_b32"])
+    for name in names:
+        med = statistics.median(rates[name])
+        gflops = med * FLOP_PER_TRAINED_DRAWING / 1e9
+        out["median"][name] = {
+            "drawings_per_second": med,
+            "speedup_vs_baseline": med / base,
+            "gflops": gflops,
+            "share_of_fp32_peak": gflops / peak["peak_fp32_gflops"],
+        }
+    return out
+
+
+# ---- 2. accuracy on real drawings ---------------------------------------------------------------
+
+
+def bench_accuracy(args: argparse.Namespace) -> dict:
+    split_dir = real_split(args.out, args.max_per_class or None)
+    result = {"split": str(split_dir), "counts": json.loads((split_dir / "split.json").read_text())["counts"]}
+
+    # the project's chain, as a user runs it (subprocess: its own process, like train_cnn.py in real use)
+    ours_out = args.out / "acc_ours"
+    shutil.rmtree(ours_out, ignore_errors=True)
+    cmd = [
+        sys.executable, str(ROOT / "train_cnn.py"), "--split", str(split_dir), "--out", str(ours_out / "models"),
+        "--screenshots", str(ours_out / "screenshots"), "--quiet", "--fresh", "--no-onnx", *args.ours_args,
+    ]  # fmt: skip
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    ours_wall = time.perf_counter() - t
+    m = json.loads((ours_out / "models" / "metrics.json").read_text())
+    result["ours"] = {
+        "command": " ".join(cmd[1:]),
+        "test_top1": m["test"]["top1_accuracy"],
+        "test_top5": m["test"]["top5_accuracy"],
+        "epochs": len(m["history"]["epoch"]),
+        "best_epoch": m["best_epoch"],
+        "train_seconds": m["timing"]["train_seconds_this_run"],
+        "fit_seconds_incl_validation": m["timing"]["fit_seconds"],
+        "wall_seconds_incl_startup_eval_export": ours_wall,
+        "history_val_accuracy": m["history"]["val_accuracy"],
+    }
+    print("  ours:", json.dumps({k: v for k, v in result["ours"].items() if k != "history_val_accuracy"}))
+
+    # the Labs 21 way on the same split
+    import keras
+
+    from quickdraw_cnn.model import build_cnn
+
+    split = Split.load(split_dir)
+    keras.mixed_precision.set_global_policy("float32")
+    keras.utils.set_random_seed(0)
+    x_tr, y_tr = split.images("train").astype("float32"), split.labels("train")
+    x_va, y_va = split.images("val").astype("float32"), split.labels("val")
+    x_te, y_te = split.images("test").astype("float32"), split.labels("test")
+    model = build_cnn(len(split.class_names))
+    model.compile(
+        keras.optimizers.Adam(1e-3),
+        "sparse_categorical_crossentropy",
+        metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5_accuracy")],
+    )
+    t = time.perf_counter()
+    hist = model.fit(x_tr, y_tr, batch_size=32, epochs=args.baseline_epochs, validation_data=(x_va, y_va), verbose=2)
+    base_fit = time.perf_counter() - t
+    loss, top1, top5 = model.evaluate(x_te, y_te, batch_size=256, verbose=0)
+    result["labs21_baseline"] = {
+        "test_top1": top1,
+        "test_top5": top5,
+        "epochs": args.baseline_epochs,
+        "fit_seconds_incl_validation": base_fit,
+        "history_val_accuracy": hist.history["val_accuracy"],
+    }
+    result["top1_gain_points"] = 100 * (result["ours"]["test_top1"] - top1)
+    print("  labs21:", json.dumps({k: v for k, v in result["labs21_baseline"].items() if "history" not in k}))
+    return result
+
+
+# ---- 3. bounded memory --------------------------------------------------------------------------
+
+
+def make_rss_data(folder: Path, per_class: int, classes: int = 345) -> None:
+    """Cheap learnable files: a random template per class, shifted and noised per drawing."""
+    from quickdraw_cnn.categories import all_categories, file_stem
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    chunk = 5000
+    for name in all_categories()[:classes]:
+        path = folder / f"{file_stem(name)}.npy"
+        if path.exists():
+            continue
+        template = (rng.random((28, 28)) > 0.8).astype(np.uint8) * 255
+        rows = np.empty((per_class, 784), np.uint8)
+        for s in range(0, per_class, chunk):
+            k = min(chunk, per_class - s)
+            shift = rng.integers(-2, 3, size=2)
+            img = np.roll(template, tuple(shift), axis=(0, 1))
+            noise = rng.random((k, 784)) > 0.97
+            rows[s : s + k] = np.where(noise, 255 - img.ravel(), img.ravel())
+        write_bitmaps(path, rows)
+
+
+def sample_rss(pid: int) -> dict[str, int]:
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                key = line.split(":")[0]
+                if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"):
+                    out[key] = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return out
+
+
+def bench_memory(args: argparse.Namespace) -> dict:
+    data = args.out / f"rss_data_{args.rss_per_class}"
+    need = 345 * args.rss_per_class * 784
+    if not (data / "zigzag.npy").exists() and shutil.disk_usage(args.out).free < need * 1.2:
+        sys.exit(f"bench_train.py: not enough disk for {need / 1e9:.1f} GB of generated files in {data}")
+    t = time.perf_counter()
+    make_rss_data(data, args.rss_per_class)
+    gen = time.perf_counter() - t
+    split_dir = data.with_name(data.name + "_split")
+    write_split(data, split_dir, val_fraction=0.005, test_fraction=0.005, seed=0)
+    counts = json.loads((split_dir / "split.json").read_text())["counts"]
+    cmd = [
+        sys.executable, str(ROOT / "train_cnn.py"), "--split", str(split_dir), "--out", str(args.out / "rss_models"),
+        "--screenshots", str(args.out / "rss_screenshots"), "--epochs", "2", "--max-steps-per-epoch",
+        str(args.rss_steps // 2), "--quiet", "--fresh", "--no-onnx",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd)
+    peak: dict[str, int] = {}
+    while proc.poll() is None:
+        for k, v in sample_rss(proc.pid).items():
+            peak[k] = max(peak.get(k, 0), v)
+        time.sleep(0.25)
+    if proc.returncode:
+        sys.exit(f"bench_train.py: memory run failed ({proc.returncode})")
+    gib = {k: round(v / 2**30, 3) for k, v in peak.items()}
+    return {
+        "classes": 345,
+        "per_class": args.rss_per_class,
+        "data_gb": need / 1e9,
+        "generate_seconds": gen,
+        "split_counts": counts,
+        "train_index_mb": counts["train"] * 8 / 2**20,
+        "peak_gib": gib,
+        "note": "RssAnon: process heap (TF, model, pipeline buffers, the index). RssFile: pages of the "
+        "memory-mapped .npy files touched so far; shared, clean page cache the kernel can drop at any time.",
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--parts", default="throughput,accuracy,memory", help="comma-separated subset")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "out", help="work/output folder")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved throughput rounds (default: 3)")
+    p.add_argument("--batch-size", type=int, default=256, help="our batch size for the throughput part")
+    p.add_argument("--steps-small", type=int, default=200, help="baseline steps per round (batch 32)")
+    p.add_argument("--steps-large", type=int, default=30, help="our steps per round")
+    p.add_argument("--xla", action="store_true", help="throughput part: also float32 with jit_compile=True")
+    p.add_argument("--max-per-class", type=int, default=1000, help="accuracy part: real drawings per class, 0 = all")
+    p.add_argument("--baseline-epochs", type=int, default=10, help="accuracy part: Labs 21 epochs (default: 10)")
+    p.add_argument("--ours-args", default="", help="accuracy part: extra train_cnn.py options, e.g. '--epochs 12'")
+    p.add_argument("--rss-per-class", type=int, default=20000, help="memory part: drawings per class")
+    p.add_argument("--rss-steps", type=int, default=200, help="memory part: training steps")
+    args = p.parse_args()
+    args.ours_args = args.ours_args.split()
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for part in args.parts.split(","):
+        print(f"== {part}", flush=True)
+        results[part] = {"throughput": bench_throughput, "accuracy": bench_accuracy, "memory": bench_memory}[part](args)
+        print(json.dumps(results[part], indent=1), flush=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (args.out / f"bench_train-{stamp}.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

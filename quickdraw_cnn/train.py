@@ -1,0 +1,768 @@
+"""Train the drawing CNN from a split: streaming input, schedule, resume, distribution, evaluation.
+
+The split (see `dataset.py`) is an index into memory-mapped class files, so the input pipeline never
+holds the data set as floats: it shuffles positions, gathers uint8 rows per batch and lets the model
+rescale them. A part whose uint8 payload is small is gathered once into memory (a quarter of the float32
+size) and indexed there, which spares the per-batch Python call; a larger part is read batch by batch from
+the memory maps, so memory stays bounded whatever the data size.
+
+Speed (bench/bench_train.py, 2-core AVX512_BF16 CPU): batch 256 and bfloat16 compute (float32 master
+weights) train ~1.5x faster than the Labs 21 way (float32, batch 32); XLA (jit_compile) is ~4x slower on
+CPU for this model, so it stays off. The exported model is float32 whatever the training precision.
+
+Interruption is expected: the optimizer state, the epoch reached, the best weights and the history live
+in a work folder next to `--out`; running the same command again continues from the last finished epoch.
+Nothing is written into `--out` before the end, and then only through `export.export_model` (atomic).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from . import report
+from .dataset import DatasetError, Split, gather, write_split
+from .model import build_cnn
+
+PRECISIONS = ("auto", "float32", "mixed_bfloat16")
+STRATEGIES = ("default", "mirrored", "multiworker")
+ARCHITECTURES = {"labs21": build_cnn}
+WORK_STATE = "run.json"  # what the work folder was training, checked before resuming
+HISTORY_FILE = "history.csv"
+MIN_FREE_BYTES = 200 * 1024 * 1024  # model files + reports + backups need well under this
+
+
+class TrainError(RuntimeError):
+    """Training cannot start or finish; the message is one line naming the file or option at fault."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; the defaults are the configuration the benchmarks found best."""
+
+    split_dir: Path = Path("data/split")
+    out_dir: Path = Path("models")
+    screenshots_dir: Path | None = Path("screenshots")
+    work_dir: Path | None = None  # default: hidden sibling of out_dir, `.<out name>-train`
+    epochs: int = 15
+    batch_size: int = 256
+    learning_rate: float = 2e-3
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.0
+    augment: bool = True
+    patience: int = 4
+    precision: str = "auto"  # mixed_bfloat16 where the hardware has bfloat16 (1.5x here, same accuracy), else float32
+    strategy: str = "default"
+    arch: str = "labs21"
+    seed: int = 0
+    max_steps_per_epoch: int | None = None
+    in_memory_bytes: int = 512 << 20
+    onnx: bool = True
+    fresh: bool = False
+    verbose: str | int = "auto"
+    data_dir: Path | None = None  # recorded in the model card when the split was made from it
+    extra_card: dict = field(default_factory=dict)
+
+    def resolved_work_dir(self) -> Path:
+        if self.work_dir is not None:
+            return Path(self.work_dir)
+        out = Path(self.out_dir).resolve()
+        return out.parent / f".{out.name}-train"
+
+
+# ---- distribution -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Task:
+    """Where this process sits in a (possibly one-process) cluster."""
+
+    type: str = "chief"
+    index: int = 0
+    num_workers: int = 1
+    has_chief: bool = False
+
+    @property
+    def rank(self) -> int:
+        """0 for the chief; TensorFlow's input pipeline id (workers after the chief, if any)."""
+        if self.type == "chief":
+            return 0
+        return self.index + 1 if self.has_chief else self.index
+
+    @property
+    def is_chief(self) -> bool:
+        return self.rank == 0
+
+
+def cluster_task() -> Task:
+    """This process's role from TF_CONFIG (the standard multi-worker configuration)."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return Task()
+    try:
+        conf = json.loads(raw)
+        cluster = conf.get("cluster", {})
+        task = conf["task"]
+        workers = len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+        return Task(str(task["type"]), int(task["index"]), max(1, workers), "chief" in cluster)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise TrainError(f"TF_CONFIG is not valid cluster JSON ({exc})") from None
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """The tf.distribute engine for `--strategy`; multiworker reads the cluster from TF_CONFIG."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if not os.environ.get("TF_CONFIG"):
+            raise TrainError("--strategy multiworker needs TF_CONFIG describing the cluster and this task")
+        cluster_task()  # validate before TensorFlow tries
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise TrainError(f"unknown --strategy {name!r}; choose from {', '.join(STRATEGIES)}")
+
+
+# ---- input pipeline -----------------------------------------------------------------------------
+
+
+class PartReader:
+    """One part of a split (optionally one worker's shard of it) as tf.data datasets of uint8 batches."""
+
+    def __init__(self, split: Split, part: str, in_memory_bytes: int, shard: tuple[int, int] = (1, 0)):
+        pairs = split.index[part]
+        count, index = shard
+        if count > 1:  # equal shards, so every worker runs the same number of steps
+            pairs = pairs[: len(pairs) - len(pairs) % count][index::count]
+        self.pairs = np.ascontiguousarray(pairs)
+        self.labels = self.pairs[:, 0].astype(np.int32)
+        self.bitmaps = split.bitmaps
+        self.in_memory = len(self.pairs) * 784 <= in_memory_bytes
+        self._images: tf.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _gather_fn(self):
+        if self.in_memory:
+            if self._images is None:
+                x = gather(self.bitmaps, self.pairs).reshape(-1, 28, 28, 1)
+                self._images = tf.constant(x)
+                self._labels = tf.constant(self.labels)
+            images, labels = self._images, self._labels
+
+            def take(pos: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+                return tf.gather(images, pos), tf.gather(labels, pos)
+
+            return take
+
+        pairs, bitmaps = self.pairs, self.bitmaps
+
+        def read(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            chosen = pairs[pos]
+            return gather(bitmaps, chosen).reshape(-1, 28, 28, 1), chosen[:, 0].astype(np.int32)
+
+        def take(pos: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            x, y = tf.numpy_function(read, [pos], (tf.uint8, tf.int32), stateful=False)
+            x.set_shape([None, 28, 28, 1])
+            y.set_shape([None])
+            return x, y
+
+        return take
+
+    def dataset(
+        self,
+        batch_size: int,
+        training: bool,
+        seed: int = 0,
+        augment: bool = False,
+        num_classes: int | None = None,
+        label_smoothing: float = 0.0,
+    ) -> tf.data.Dataset:
+        """Batches of (uint8 or float 0..255 images, labels): shuffled, endless and augmented when training.
+
+        Positions are shuffled, not images: the shuffle buffer holds 8-byte integers (capped at 2^21
+        for streamed parts, over an index that `write_split` already shuffled globally).
+        """
+        n = len(self)
+        ds = tf.data.Dataset.range(n)
+        if training:
+            buffer = n if self.in_memory else min(n, 1 << 21)
+            ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+        ds = ds.batch(batch_size, drop_remainder=training)
+        ds = ds.map(self._gather_fn(), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if training and augment:
+            ds = ds.map(lambda x, y: (random_affine(x, seed), y), num_parallel_calls=tf.data.AUTOTUNE)
+        if label_smoothing > 0:
+            ds = ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def random_affine(
+    images: tf.Tensor,
+    seed: int = 0,
+    max_shift: float = 2.0,
+    max_scale: float = 0.1,
+    max_rotate_deg: float = 10.0,
+) -> tf.Tensor:
+    """Small random shift / scale / rotation per drawing (people draw off-centre, big, small, tilted).
+
+    One bilinear resampling per image (ImageProjectiveTransformV3), float32 0..255 out, so the model's
+    own Rescaling still applies. Training only.
+    """
+    x = tf.cast(images, tf.float32)
+    n = tf.shape(x)[0]
+    angle = tf.random.uniform([n], -1.0, 1.0, seed=seed) * (max_rotate_deg * math.pi / 180.0)
+    scale = 1.0 + tf.random.uniform([n], -max_scale, max_scale, seed=seed + 1)
+    shift = tf.random.uniform([n, 2], -max_shift, max_shift, seed=seed + 2)
+    c = 13.5  # centre of a 28x28 image in pixel coordinates
+    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+    # output (x, y) -> input: R(-angle)/scale applied around the centre, then shifted
+    a0, a1 = cos, sin
+    b0, b1 = -sin, cos
+    a2 = c - a0 * (c + shift[:, 0]) - a1 * (c + shift[:, 1])
+    b2 = c - b0 * (c + shift[:, 0]) - b1 * (c + shift[:, 1])
+    zeros = tf.zeros([n])
+    transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=x,
+        transforms=transforms,
+        output_shape=tf.constant([28, 28]),
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )
+
+
+# ---- model, schedule, callbacks -----------------------------------------------------------------
+
+
+def lr_schedule(peak: float, steps_per_epoch: int, epochs: int, warmup_epochs: float):
+    """Linear warm-up from peak/10 to `peak`, then cosine decay to peak/100 at the last epoch."""
+    total = max(1, steps_per_epoch * epochs)
+    warmup = min(int(steps_per_epoch * warmup_epochs), total // 2)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=peak / 10 if warmup else peak,
+        decay_steps=max(1, total - warmup),
+        alpha=0.01 if warmup else 0.01,
+        warmup_target=peak if warmup else None,
+        warmup_steps=warmup,
+    )
+
+
+def build_model(config: TrainConfig, num_classes: int, steps_per_epoch: int, jit_compile: bool = False) -> keras.Model:
+    """The chosen architecture compiled with Adam, the schedule and truthfully named top-1/top-5 metrics."""
+    model = ARCHITECTURES[config.arch](num_classes)
+    schedule = lr_schedule(config.learning_rate, steps_per_epoch, config.epochs, config.warmup_epochs)
+    if config.label_smoothing > 0:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+        metrics = [
+            keras.metrics.CategoricalAccuracy(name="accuracy"),
+            keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"),
+        ]
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        metrics = [
+            keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+            keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"),
+        ]
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=schedule),
+        loss=loss,
+        metrics=metrics,
+        jit_compile=jit_compile,  # XLA on CPU measured ~4x slower for this model (bench/bench_train.py)
+    )
+    return model
+
+
+class BestKeeper(keras.callbacks.Callback):
+    """Best-val-loss checkpoint + early stopping whose state survives an interrupted, resumed run.
+
+    Keras' ModelCheckpoint/EarlyStopping forget their best value and patience counter when a run is
+    restarted (BackupAndRestore restores only weights, optimizer and epoch), so a resumed run would
+    overwrite a better checkpoint. This keeps `best.weights.h5` + `best.json` in the work folder and puts
+    the best weights back at the end (restore_best_weights).
+    """
+
+    def __init__(self, work_dir: Path, patience: int, monitor: str = "val_loss"):
+        super().__init__()
+        self.weights_path = work_dir / "best.weights.h5"
+        self.state_path = work_dir / "best.json"
+        self.patience = patience
+        self.monitor = monitor
+        self.state = {"best": math.inf, "epoch": -1, "wait": 0}
+        self.stopped_early_at: int | None = None
+        self.final_iterations = 0  # optimizer steps at the end, before the best weights come back
+
+    def on_train_begin(self, logs=None):
+        if self.state_path.is_file() and self.weights_path.is_file():
+            self.state = json.loads(self.state_path.read_text())
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.monitor)
+        if current is None or not math.isfinite(current):
+            return
+        if current < self.state["best"]:
+            self.state = {"best": float(current), "epoch": int(epoch), "wait": 0}
+            tmp = self.weights_path.with_name("best.part.weights.h5")
+            self.model.save_weights(tmp)
+            os.replace(tmp, self.weights_path)
+        else:
+            self.state["wait"] += 1
+        _write_json_atomic(self.state_path, self.state)
+        if self.patience and self.state["wait"] >= self.patience:
+            self.stopped_early_at = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        self.final_iterations = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        if self.weights_path.is_file():
+            self.model.load_weights(self.weights_path)
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Wall time of each epoch's training steps (validation excluded), for throughput figures."""
+
+    def __init__(self):
+        super().__init__()
+        self.times: dict[int, float] = {}
+        self.steps: dict[int, int] = {}
+        self._t0 = 0.0
+        self._train_end = 0.0
+        self._batches = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+        self._batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batches += 1
+        self._train_end = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times[epoch] = self._train_end - self._t0
+        self.steps[epoch] = self._batches
+        if logs is not None:  # lands in history.csv too, so resumed runs keep it
+            logs["train_seconds"] = self.times[epoch]
+            opt = self.model.optimizer
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(opt.learning_rate))
+
+
+def _work_around_keras_multiworker(model: keras.Model, num_classes: int, one_hot: bool) -> None:
+    """Let Keras 3 `fit` run under MultiWorkerMirroredStrategy (keras-team/keras#20585, open).
+
+    Two places in Keras 3's TensorFlow trainer break every multi-worker `fit`: (1) before training it
+    averages a first (x, y) batch across workers with `strategy.reduce`, which this strategy cannot do
+    for a tuple; the build needs only shapes and dtypes, so this model builds from a local example batch
+    instead; (2) it averages the per-step scalar metrics with `reduce(..., axis=0)`, invalid for a
+    scalar; scalars are averaged across workers with axis=None instead (equal shards: the exact mean).
+    Only applied for --strategy multiworker; the training step itself is Keras' own.
+    """
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    y = np.zeros((1, num_classes), np.float32) if one_hot else np.zeros((1,), np.int32)
+    example = (np.zeros((1, 28, 28, 1), np.uint8), y)
+
+    def build(iterator=None, data_batch=None):
+        with model.distribute_strategy.scope():
+            model._symbolic_build(data_batch=example)
+
+    model._maybe_symbolic_build = build
+
+    original = tf_trainer.reduce_per_replica
+    if getattr(original, "_scalar_safe", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(strategy):
+
+            def mean(v):
+                local = strategy.experimental_local_results(v)[0] if tf_trainer._is_per_replica_instance(v) else v
+                axis = 0 if getattr(local.shape, "rank", 0) else None
+                return strategy.reduce("MEAN", v, axis=axis)
+
+            return tf.nest.map_structure(mean, values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica._scalar_safe = True
+    tf_trainer.reduce_per_replica = reduce_per_replica
+
+
+def _remove_if_empty(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError:
+        pass
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    """history.csv as columns, one row per epoch (a row repeated by a resumed run: the last one wins)."""
+    if not path.is_file():
+        return {}
+    import csv
+
+    rows: dict[int, dict[str, str]] = {}
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            rows[int(row["epoch"])] = row
+    if not rows:
+        return {}
+    keys = [k for k in next(iter(rows.values())) if k != "epoch"]
+    out: dict[str, list[float]] = {"epoch": [float(e) for e in sorted(rows)]}
+    for k in keys:
+        out[k] = [float(rows[e][k]) if rows[e].get(k) not in (None, "") else math.nan for e in sorted(rows)]
+    return out
+
+
+# ---- evaluation ---------------------------------------------------------------------------------
+
+
+def predict_part(
+    model: keras.Model, reader: PartReader, batch_size: int, keep_examples: int = 12, seed: int = 0
+) -> report.Evaluation:
+    """Top-1, top-5 and loss over a whole part, streaming (memory: a few bytes per drawing)."""
+    infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    n = len(reader)
+    y_pred = np.empty(n, np.int32)
+    top5_hit = np.empty(n, bool)
+    loss_sum = 0.0
+    rng = np.random.default_rng(seed)
+    wanted = set(rng.choice(n, size=min(keep_examples, n), replace=False).tolist()) if n else set()
+    examples: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]] = []
+    start = 0
+    for x, y in reader.dataset(batch_size, training=False):
+        probs = np.asarray(infer(x), dtype=np.float64)
+        y = y.numpy()
+        k = min(5, probs.shape[1])
+        top = np.argsort(-probs, axis=1)[:, :k]
+        y_pred[start : start + len(y)] = top[:, 0]
+        top5_hit[start : start + len(y)] = (top == y[:, None]).any(axis=1)
+        loss_sum += float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)).sum())
+        for i in range(len(y)):
+            if start + i in wanted:
+                examples.append((x.numpy()[i, :, :, 0], int(y[i]), top[i], probs[i, top[i]]))
+        start += len(y)
+    return report.Evaluation(
+        y_true=reader.labels[:start].copy(),
+        y_pred=y_pred[:start],
+        top5_hit=top5_hit[:start],
+        loss=loss_sum / max(1, start),
+        examples=examples,
+    )
+
+
+# ---- checks before spending time ----------------------------------------------------------------
+
+
+def check_writable(out_dir: Path, need_bytes: int = MIN_FREE_BYTES) -> None:
+    """Fail fast (before training) on an --out that cannot be written or a disk without room."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TrainError(f"--out {out_dir}: exists and is not a folder")
+    probe_dir = out_dir if out_dir.is_dir() else out_dir.parent
+    while not probe_dir.exists() and probe_dir != probe_dir.parent:
+        probe_dir = probe_dir.parent
+    try:
+        with tempfile.NamedTemporaryFile(dir=probe_dir, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise TrainError(f"--out {out_dir}: cannot write in {probe_dir} ({exc.strerror or exc})") from None
+    free = shutil.disk_usage(probe_dir).free
+    if free < need_bytes:
+        raise TrainError(
+            f"--out {out_dir}: only {free / 2**20:.0f} MiB free on its disk, need {need_bytes / 2**20:.0f} MiB"
+        )
+
+
+def prepare_work_dir(config: TrainConfig, class_names: list[str], task: Task) -> tuple[Path, int]:
+    """The work folder for this task; refuses to resume a run made on other classes / architecture."""
+    work = config.resolved_work_dir()
+    if task.num_workers > 1:
+        work = work / f"{task.type}-{task.index}"
+    state = {
+        "class_names": class_names,
+        "arch": config.arch,
+        "split_dir": str(Path(config.split_dir).resolve()),
+        "batch_size": config.batch_size,
+        "precision": config.precision,
+    }
+    state_path = work / WORK_STATE
+    if config.fresh and work.exists():
+        shutil.rmtree(work)
+    resumed_epoch = 0
+    if state_path.is_file():
+        try:
+            old = json.loads(state_path.read_text())
+        except ValueError:
+            old = None
+        if old is not None and old.get("class_names") != class_names:
+            raise TrainError(
+                f"{work}: holds an interrupted run on {len(old.get('class_names', []))} other classes than "
+                f"the split's {len(class_names)}; pass --fresh to discard it"
+            )
+        if old is not None and old.get("arch") != config.arch:
+            raise TrainError(f"{work}: holds an interrupted {old.get('arch')} run; pass --fresh to discard it")
+        meta = work / "backup" / "training_metadata.json"
+        if meta.is_file():
+            resumed_epoch = int(json.loads(meta.read_text()).get("epoch", 0))
+    else:
+        shutil.rmtree(work, ignore_errors=True)  # stale pieces without a state: start clean
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        _write_json_atomic(state_path, state)
+    except OSError as exc:
+        raise TrainError(f"work folder {work}: cannot write ({exc.strerror or exc})") from None
+    return work, resumed_epoch
+
+
+# ---- the run ------------------------------------------------------------------------------------
+
+
+def resolve_precision(precision: str) -> str:
+    """`auto`: bfloat16 compute where the hardware does it natively (a GPU, or a CPU with AVX512_BF16 / AMX),
+    float32 elsewhere, since emulated bfloat16 is slower than float32."""
+    if precision != "auto":
+        return precision
+    if tf.config.list_physical_devices("GPU"):
+        return "mixed_bfloat16"
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "float32"
+    return "mixed_bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
+
+
+def configure(precision: str, seed: int) -> None:
+    """Global numeric policy and seeds (call before building a model)."""
+    if precision not in PRECISIONS:
+        raise TrainError(f"unknown --precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    keras.mixed_precision.set_global_policy(precision)
+    keras.utils.set_random_seed(seed)
+
+
+def float32_copy(model: keras.Model, arch: str, num_classes: int) -> keras.Model:
+    """The same weights in a float32-policy model: the exported files then run anywhere in float32
+    (mixed_bfloat16 keeps float32 master weights, so nothing is lost) and ONNX gets float32 ops."""
+    if keras.mixed_precision.global_policy().name == "float32":
+        return model
+    keras.mixed_precision.set_global_policy("float32")
+    copy = ARCHITECTURES[arch](num_classes)
+    copy.set_weights([keras.ops.convert_to_numpy(w) for w in model.weights])
+    return copy
+
+
+def weights_digest(weights: Sequence) -> float:
+    """A number that differs when any weight differs (to compare workers' copies of one model)."""
+    return float(sum(np.abs(keras.ops.convert_to_numpy(w).astype(np.float64)).sum() for w in weights))
+
+
+def train(
+    config: TrainConfig,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    strategy: tf.distribute.Strategy | None = None,
+) -> dict:
+    """Train, evaluate on test, export the model and write reports; returns the metrics dict."""
+    t_start = time.perf_counter()
+    if config.arch not in ARCHITECTURES:
+        raise TrainError(f"unknown --arch {config.arch!r}; choose from {', '.join(ARCHITECTURES)}")
+    if config.batch_size < 1 or config.epochs < 1:
+        raise TrainError("--batch-size and --epochs must be at least 1")
+    task = cluster_task() if config.strategy == "multiworker" else Task()
+    if strategy is None:
+        strategy = make_strategy(config.strategy)
+    config.precision = resolve_precision(config.precision)
+    configure(config.precision, config.seed)
+    if task.is_chief:
+        check_writable(Path(config.out_dir))
+    split = Split.load(config.split_dir)
+    class_names = split.class_names
+    num_classes = len(class_names)
+    workers = task.num_workers
+    if config.batch_size % (strategy.num_replicas_in_sync or 1):
+        raise TrainError(
+            f"--batch-size {config.batch_size} must divide by the {strategy.num_replicas_in_sync} replicas"
+        )
+    replica_batch = config.batch_size // strategy.num_replicas_in_sync
+    shard = (workers, task.rank)
+    train_reader = PartReader(split, "train", config.in_memory_bytes, shard)
+    val_reader = PartReader(split, "val", config.in_memory_bytes, shard)
+    if len(train_reader) < replica_batch * (strategy.num_replicas_in_sync // workers):
+        raise TrainError(
+            f"{config.split_dir}: {len(train_reader)} training drawings per worker, fewer than one batch "
+            f"of {config.batch_size}; use a smaller --batch-size"
+        )
+    if len(val_reader) == 0:
+        raise TrainError(f"{config.split_dir}: the split has no validation drawings")
+    steps = len(train_reader) * workers // config.batch_size
+    if config.max_steps_per_epoch:
+        steps = min(steps, config.max_steps_per_epoch)
+    work, resumed_epoch = prepare_work_dir(config, class_names, task)
+    worker_batch = replica_batch * (strategy.num_replicas_in_sync // workers)
+    data_kw = {"num_classes": num_classes, "label_smoothing": config.label_smoothing}
+
+    def train_fn(ctx: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+        bs = ctx.get_per_replica_batch_size(config.batch_size) if ctx else config.batch_size
+        return train_reader.dataset(bs, True, config.seed, config.augment, **data_kw)
+
+    def val_fn(ctx: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+        bs = ctx.get_per_replica_batch_size(config.batch_size) if ctx else config.batch_size
+        return val_reader.dataset(bs, False, **data_kw)
+
+    if config.strategy == "multiworker":
+        train_ds = strategy.distribute_datasets_from_function(train_fn)
+        val_ds = strategy.distribute_datasets_from_function(val_fn)
+    else:
+        train_ds, val_ds = train_fn(), val_fn()
+    val_steps = math.ceil(len(val_reader) / worker_batch)
+
+    with strategy.scope():
+        model = build_model(config, num_classes, steps)
+    if config.strategy == "multiworker":
+        _work_around_keras_multiworker(model, num_classes, config.label_smoothing > 0)
+    keeper = BestKeeper(work, config.patience)
+    timer = EpochTimer()
+    all_callbacks = [
+        keras.callbacks.BackupAndRestore(str(work / "backup"), delete_checkpoint=False),
+        timer,
+        keeper,
+        keras.callbacks.CSVLogger(str(work / HISTORY_FILE), append=True),
+        *callbacks,
+    ]
+    if resumed_epoch:
+        print(f"resuming from epoch {resumed_epoch + 1} (work folder {work})", file=sys.stderr)
+    t_fit = time.perf_counter()
+    model.fit(
+        train_ds,
+        epochs=config.epochs,
+        steps_per_epoch=steps,
+        validation_data=val_ds,
+        validation_steps=val_steps,
+        callbacks=all_callbacks,
+        verbose=config.verbose,
+        shuffle=False,  # the pipeline shuffles (positions, every epoch)
+    )
+    fit_seconds = time.perf_counter() - t_fit
+    history = read_history(work / HISTORY_FILE)
+    trained_epochs = sorted(timer.times)
+    train_seconds = sum(timer.times.values())
+    drawings = sum(timer.steps[e] for e in trained_epochs) * config.batch_size
+    summary = {
+        "task": asdict(task) | {"is_chief": task.is_chief},
+        "shard_size": len(train_reader),
+        "steps_per_epoch": steps,
+        "optimizer_iterations": keeper.final_iterations,
+        "initial_epoch": resumed_epoch,
+        "epochs_run_this_time": len(trained_epochs),
+        # trainable weights are kept identical on every worker; batch-norm moving statistics are
+        # per worker (each sees its own shard), and the chief's are the ones exported
+        "trainable_digest": weights_digest(model.trainable_weights),
+        "weights_digest": weights_digest(model.weights),
+    }
+    print("TRAIN_SUMMARY " + json.dumps(summary), flush=True)
+
+    if not task.is_chief:  # standard multi-worker pattern: non-chiefs write to a throwaway folder
+        tmp = Path(tempfile.mkdtemp(prefix=f"worker-{task.index}-"))
+        try:
+            from .export import export_model
+
+            export_model(model, class_names, tmp / "model", {}, onnx=False, verify=False)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+        _remove_if_empty(config.resolved_work_dir())
+        return {"summary": summary}
+
+    model = float32_copy(model, config.arch, num_classes)  # what is shipped, and what test measures
+    test_reader = PartReader(split, "test", config.in_memory_bytes)
+    t_eval = time.perf_counter()
+    evaluation = predict_part(model, test_reader, max(config.batch_size, 256), seed=config.seed)
+    eval_seconds = time.perf_counter() - t_eval
+    timing = {
+        "fit_seconds": fit_seconds,
+        "train_seconds_this_run": train_seconds,
+        "train_drawings_this_run": drawings,
+        "train_drawings_per_second": drawings / train_seconds if train_seconds else None,
+        "gflops_per_second": (drawings / train_seconds * 153.6e6 / 1e9) if train_seconds else None,
+        "test_seconds": eval_seconds,
+        "test_drawings_per_second": len(test_reader) / eval_seconds if eval_seconds else None,
+        "total_seconds": time.perf_counter() - t_start,
+    }
+    settings = {
+        k: (str(v) if isinstance(v, Path) else v)
+        for k, v in asdict(config).items()
+        if k not in ("extra_card", "verbose")
+    }
+    metrics = report.summarize(evaluation, class_names, history, timing)
+    metrics["config"] = settings
+    metrics["split"] = {"dir": str(config.split_dir), **{k: split.info.get(k) for k in ("counts", "seed")}}
+    metrics["best_epoch"] = keeper.state["epoch"] + 1
+    metrics["stopped_early"] = keeper.stopped_early_at is not None
+    metrics["initial_epoch"] = resumed_epoch
+    metrics["training"] = summary
+    card = {
+        "architecture": config.arch,
+        "data": {
+            "split": str(config.split_dir),
+            "data_dir": str(config.data_dir or split.data_dir),
+            "counts": split.info.get("counts"),
+            "max_per_class": split.info.get("max_per_class"),
+        },
+        "metrics": {k: metrics["test"][k] for k in ("top1_accuracy", "top5_accuracy", "loss")},
+        "epochs": len(history.get("epoch", [])),
+        "best_epoch": metrics["best_epoch"],
+        "training": {
+            k: settings[k]
+            for k in ("batch_size", "learning_rate", "precision", "augment", "label_smoothing", "strategy")
+        },
+        **config.extra_card,
+    }
+    from .export import ExportError, export_model
+
+    try:
+        export_model(model, class_names, config.out_dir, card, onnx=config.onnx)
+    except ExportError as exc:
+        raise TrainError(str(exc)) from None
+    report.write_reports(Path(config.out_dir), config.screenshots_dir, class_names, evaluation, history, metrics)
+    shutil.rmtree(work, ignore_errors=True)  # done: nothing left to resume
+    _remove_if_empty(config.resolved_work_dir())  # the multi-worker root, once every task is done
+    return metrics
+
+
+def make_split_from(data_dir: Path, split_dir: Path, max_per_class: int | None, seed: int) -> dict:
+    """Write a split of `data_dir` into `split_dir` (what get_dataset.py does), for `--data`."""
+    try:
+        return write_split(data_dir, split_dir, max_per_class=max_per_class, seed=seed)
+    except OSError as exc:
+        raise TrainError(f"{split_dir}: cannot write the split ({exc.strerror or exc})") from None
+
+
+__all__ = [
+    "DatasetError",
+    "PartReader",
+    "TrainConfig",
+    "TrainError",
+    "build_model",
+    "make_split_from",
+    "random_affine",
+    "train",
+]

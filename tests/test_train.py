@@ -1,0 +1,237 @@
+"""Training on synthetic doodles: learns, serializes, resumes, trains on two workers, refuses bad input.
+
+Small on purpose (CI has 2 cores): a few hundred drawings of a few shapes, a few short epochs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from quickdraw_cnn.dataset import write_split
+from quickdraw_cnn.synthetic import write_synthetic
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSES = ["circle", "line", "square", "triangle", "zigzag"]
+MODEL_FILES = ["model.json", "model.h5", "class_names.txt", "model.keras", "model_card.json"]
+
+
+@pytest.fixture(scope="module")
+def split_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("train")
+    write_synthetic(base / "data", categories=CLASSES, per_class=240, seed=1)
+    write_split(base / "data", base / "split", seed=0)
+    return base / "split"
+
+
+@pytest.fixture(scope="module")
+def trained(split_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """One short real run through `train` (all files, ONNX included): reused by the tests below."""
+    from quickdraw_cnn.train import TrainConfig, train
+
+    base = tmp_path_factory.mktemp("trained")
+    config = TrainConfig(
+        split_dir=split_dir,
+        out_dir=base / "models",
+        screenshots_dir=base / "shots",
+        epochs=4,
+        batch_size=32,
+        learning_rate=3e-3,
+        warmup_epochs=0.5,
+        verbose=0,
+    )
+    return base, train(config)
+
+
+def test_short_run_learns_and_reports(trained: tuple[Path, dict]) -> None:
+    base, metrics = trained
+    chance = 1 / len(CLASSES)
+    assert metrics["test"]["top1_accuracy"] >= 2.5 * chance, metrics["test"]
+    assert metrics["test"]["top5_accuracy"] >= metrics["test"]["top1_accuracy"]
+    assert metrics["test"]["drawings"] == 5 * 24
+    assert sorted(metrics["per_class"]) == CLASSES
+    assert metrics["history"]["epoch"] == [0, 1, 2, 3]
+    for key in ("loss", "accuracy", "top5_accuracy", "val_loss", "val_accuracy", "val_top5_accuracy"):
+        assert len(metrics["history"][key]) == 4, key
+    assert metrics["timing"]["train_drawings_per_second"] > 0
+    out = base / "models"
+    for name in [*MODEL_FILES, "model.onnx", "metrics.json", "classification_report.txt"]:
+        assert (out / name).is_file(), name
+    assert json.loads((out / "metrics.json").read_text())["test"] == pytest.approx(metrics["test"])
+    report = (out / "classification_report.txt").read_text()
+    assert "top-1 accuracy" in report and all(c in report for c in CLASSES)
+    assert (out / "class_names.txt").read_text().split("\n")[:-1] == CLASSES
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["num_classes"] == len(CLASSES)
+    assert card["metrics"]["top1_accuracy"] == pytest.approx(metrics["test"]["top1_accuracy"])
+    for shot in ("training_curves.png", "confused_pairs.png", "prediction_result.png", "confusion_matrix.png"):
+        assert (base / "shots" / shot).stat().st_size > 1000, shot
+    assert not (base / ".models-train").exists()  # work folder cleaned up after success
+
+
+def test_serialized_model_reloads_both_ways(trained: tuple[Path, dict], split_dir: Path) -> None:
+    import keras
+
+    from quickdraw_cnn.dataset import Split
+
+    out = trained[0] / "models"
+    x = Split.load(split_dir).images("test", np.arange(16))
+    a = keras.models.model_from_json((out / "model.json").read_text())
+    a.load_weights(out / "model.h5")
+    b = keras.models.load_model(out / "model.h5", compile=False)
+    c = keras.models.load_model(out / "model.keras", compile=False)
+    pa, pb, pc = (np.asarray(m.predict(x, verbose=0)) for m in (a, b, c))
+    np.testing.assert_allclose(pa, pb, atol=1e-6)
+    np.testing.assert_allclose(pa, pc, atol=1e-6)
+    assert pa.shape == (16, len(CLASSES))
+    np.testing.assert_allclose(pa.sum(axis=1), 1.0, atol=1e-5)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_continues_and_keeps_previous_model(trained: tuple[Path, dict], split_dir: Path, tmp_path: Path) -> None:
+    import keras
+
+    from quickdraw_cnn.train import TrainConfig, TrainError, train
+
+    out = tmp_path / "models"
+    shutil.copytree(trained[0] / "models", out)  # "the previous good model"
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    class StopAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise Interrupt("killed after epoch 1")
+
+    config = TrainConfig(
+        split_dir=split_dir,
+        out_dir=out,
+        screenshots_dir=None,
+        epochs=3,
+        batch_size=32,
+        max_steps_per_epoch=4,
+        patience=0,
+        onnx=False,
+        verbose=0,
+    )
+    with pytest.raises(Interrupt):
+        train(config, callbacks=[StopAfterFirstEpoch()])
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched by the interrupted run
+    work = tmp_path / ".models-train"
+    assert json.loads((work / "backup" / "training_metadata.json").read_text())["epoch"] == 1
+
+    # another split (other classes) must not resume this run
+    other = tmp_path / "other"
+    write_synthetic(other / "data", categories=["circle", "star"], per_class=20)
+    write_split(other / "data", other / "split")
+    with pytest.raises(TrainError, match="other classes"):
+        train(TrainConfig(split_dir=other / "split", out_dir=out, epochs=3, batch_size=8, verbose=0))
+
+    metrics = train(config)
+    assert metrics["initial_epoch"] == 1
+    assert metrics["training"]["epochs_run_this_time"] == 2
+    assert metrics["history"]["epoch"] == [0, 1, 2]  # epoch 0 from the first run, kept
+    assert metrics["training"]["optimizer_iterations"] == 3 * 4  # the optimizer state was restored too
+    assert (out / "model.h5").read_bytes() != before["model.h5"]
+    assert not work.exists()
+
+
+def test_no_space_is_refused_before_training(split_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from quickdraw_cnn import train as train_mod
+
+    class Usage:
+        total, used, free = 10**9, 10**9 - 1000, 1000
+
+    monkeypatch.setattr(train_mod.shutil, "disk_usage", lambda path: Usage)
+    with pytest.raises(train_mod.TrainError, match="MiB free"):
+        train_mod.train(train_mod.TrainConfig(split_dir=split_dir, out_dir=tmp_path / "m", verbose=0))
+    assert not (tmp_path / "m").exists()
+
+
+def _cli(*args: str, env: dict | None = None, timeout: int = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train_cnn.py"), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_cli_bad_inputs(split_dir: Path, tmp_path: Path) -> None:
+    missing = _cli("--split", str(tmp_path / "nope"), "--out", str(tmp_path / "m"))
+    assert missing.returncode == 1
+    assert "no split in" in missing.stderr and "Traceback" not in missing.stderr
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    unwritable = _cli("--split", str(split_dir), "--out", str(blocker / "models"))
+    assert unwritable.returncode == 1
+    assert "--out" in unwritable.stderr and "Traceback" not in unwritable.stderr
+    assert not (tmp_path / ".models-train").exists()
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_two_workers_train_one_model(split_dir: Path, tmp_path: Path) -> None:
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    out = tmp_path / "models"
+    args = [
+        sys.executable, str(ROOT / "train_cnn.py"), "--strategy", "multiworker", "--split", str(split_dir),
+        "--out", str(out), "--screenshots", str(tmp_path / "shots"), "--epochs", "2", "--batch-size", "32",
+        "--max-steps-per-epoch", "6", "--no-onnx", "--quiet",
+    ]  # fmt: skip
+    procs = []
+    for index in range(2):
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        procs.append(
+            subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        )
+    outputs = []
+    try:
+        for p in procs:
+            outputs.append(p.communicate(timeout=240)[0])
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, text in zip(procs, outputs):
+        assert p.returncode == 0, text[-3000:]
+    summaries = [
+        json.loads(line.split(" ", 1)[1])
+        for text in outputs
+        for line in text.splitlines()
+        if line.startswith("TRAIN_SUMMARY ")
+    ]
+    assert [s["task"]["index"] for s in summaries] == [0, 1]
+    assert [s["task"]["is_chief"] for s in summaries] == [True, False]
+    n_train = json.loads((split_dir / "split.json").read_text())["counts"]["train"]
+    for s in summaries:
+        assert s["shard_size"] == n_train // 2  # each worker reads its own half
+        assert s["steps_per_epoch"] == 6 and s["optimizer_iterations"] == 12
+    # one model: identical trainable weights on both workers after the same steps
+    assert summaries[0]["trainable_digest"] == pytest.approx(summaries[1]["trainable_digest"], rel=1e-6)
+    for name in MODEL_FILES:
+        assert (out / name).is_file(), name  # written by the chief only
+    assert not list(tmp_path.glob(".models-train*"))

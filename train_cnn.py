@@ -1,0 +1,167 @@
+"""Train the drawing CNN on the split get_dataset.py wrote, evaluate it, report, and export it.
+
+Reads the split in --split (default data/split); with --data, first (re)makes that split from the
+<class>.npy files in DIR. Trains with Adam + warm-up/cosine learning rate, random shifts/scales/rotations
+of the training drawings, early stopping on validation loss and the best weights kept. Interrupted?
+Run the same command again: it continues from the last finished epoch (state in the work folder).
+
+Writes into --out (default models/), atomically, only at the end: model.json + model.h5 (both
+`model_from_json(...).load_weights("model.h5")` and `load_model("model.h5")` work), class_names.txt,
+model.keras, model.onnx, model_card.json, plus classification_report.txt and metrics.json (every
+figure: test top-1/top-5, per class, per epoch, timing). Figures go to --screenshots.
+
+Multi-worker: start the same command on every machine with --strategy multiworker and each machine's
+TF_CONFIG; every worker reads its own shard; the chief (task 0) writes the model and the reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from quickdraw_cnn.cli import non_negative_float, positive_int
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--split", type=Path, default=None, help="split folder to read (default: data/split)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="make the split from this folder of <class>.npy files first, writing it into --split "
+        "(default: use the existing split; if there is none and data/ holds .npy files, split data/)",
+    )
+    p.add_argument(
+        "--max-per-class", type=positive_int, default=None, help="with --data: use at most N drawings per class"
+    )
+    p.add_argument("--out", type=Path, default=Path("models"), help="folder for the model files (default: models)")
+    p.add_argument(
+        "--screenshots", type=Path, default=Path("screenshots"), help="folder for figures (default: screenshots)"
+    )
+    p.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="folder for resume state, best checkpoint and history (default: .<out name>-train next to --out; "
+        "removed after a successful run)",
+    )
+    p.add_argument("--epochs", type=positive_int, default=15, help="maximum epochs (default: 15)")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=256, help="global batch size, all workers together (default: 256)"
+    )
+    p.add_argument("--learning-rate", type=float, default=2e-3, help="peak Adam learning rate (default: 2e-3)")
+    p.add_argument(
+        "--warmup-epochs", type=non_negative_float, default=1.0, help="linear warm-up before cosine decay (default: 1)"
+    )
+    p.add_argument(
+        "--label-smoothing", type=non_negative_float, default=0.0, help="label smoothing, 0 = off (default: 0)"
+    )
+    p.add_argument(
+        "--no-augment", dest="augment", action="store_false", help="no random shift/scale/rotation in training"
+    )
+    p.add_argument(
+        "--patience", type=int, default=4, help="stop after N epochs without a better val loss; 0 = never (default: 4)"
+    )
+    p.add_argument(
+        "--precision",
+        choices=("auto", "float32", "mixed_bfloat16"),
+        default="auto",
+        help="mixed_bfloat16: bfloat16 compute, float32 weights (1.5x faster on CPUs with AVX512_BF16, same "
+        "accuracy); auto picks it where the hardware has bfloat16 (GPU, AVX512_BF16/AMX CPU), else float32; "
+        "the exported model is float32 either way (default: auto)",
+    )
+    p.add_argument(
+        "--strategy",
+        choices=("default", "mirrored", "multiworker"),
+        default="default",
+        help="default: one device; mirrored: all local GPUs; multiworker: the cluster in TF_CONFIG",
+    )
+    p.add_argument("--arch", choices=("labs21",), default="labs21", help="architecture (default: labs21)")
+    p.add_argument("--seed", type=int, default=0, help="random seed for weights, shuffling, augmentation (default: 0)")
+    p.add_argument(
+        "--max-steps-per-epoch", type=positive_int, default=None, help="cap steps per epoch (for quick runs)"
+    )
+    p.add_argument(
+        "--in-memory-mb",
+        type=positive_int,
+        default=512,
+        help="gather a part into memory (uint8) when it is at most this many MB, else stream it (default: 512)",
+    )
+    p.add_argument("--no-onnx", dest="onnx", action="store_false", help="skip model.onnx (faster export)")
+    p.add_argument("--fresh", action="store_true", help="discard an interrupted run's state instead of resuming")
+    p.add_argument(
+        "--quiet", action="store_true", help="one line per epoch, no progress bars (always so when not a terminal)"
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter, not errors
+
+    from quickdraw_cnn.dataset import DatasetError
+    from quickdraw_cnn.predict import import_tensorflow
+
+    import_tensorflow()  # before quickdraw_cnn.train, so TensorFlow's C++ start-up chatter is filtered
+    from quickdraw_cnn.train import TrainConfig, TrainError, make_split_from, train
+
+    prog = "train_cnn.py"
+    try:
+        data_dir = args.data
+        if args.split is None:  # the default split: made from data/ if get_dataset.py was not run yet
+            args.split = Path("data/split")
+            if data_dir is None and not (args.split / "split.json").exists() and any(Path("data").glob("*.npy")):
+                data_dir = Path("data")
+                print(f"{prog}: no split in {args.split}; making one from {data_dir}/", file=sys.stderr)
+        if data_dir is not None:
+            info = make_split_from(data_dir, args.split, args.max_per_class, args.seed)
+            counts = info["counts"]
+            print(
+                f"split {data_dir} -> {args.split}: {len(info['class_names'])} classes, "
+                f"{counts['train']:,} train / {counts['val']:,} val / {counts['test']:,} test",
+                file=sys.stderr,
+            )
+        config = TrainConfig(
+            split_dir=args.split,
+            out_dir=args.out,
+            screenshots_dir=args.screenshots,
+            work_dir=args.work_dir,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            warmup_epochs=args.warmup_epochs,
+            label_smoothing=args.label_smoothing,
+            augment=args.augment,
+            patience=args.patience,
+            precision=args.precision,
+            strategy=args.strategy,
+            arch=args.arch,
+            seed=args.seed,
+            max_steps_per_epoch=args.max_steps_per_epoch,
+            in_memory_bytes=args.in_memory_mb * 2**20,
+            onnx=args.onnx,
+            fresh=args.fresh,
+            verbose=2 if args.quiet or not sys.stdout.isatty() else "auto",  # no progress bars in logs
+            data_dir=data_dir,
+        )
+        metrics = train(config)
+    except (TrainError, DatasetError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; run the same command again to resume (--out untouched)", file=sys.stderr)
+        return 130
+    if "test" in metrics:
+        t = metrics["test"]
+        print(
+            f"test: top-1 accuracy {t['top1_accuracy']:.4f}, top-5 accuracy {t['top5_accuracy']:.4f} "
+            f"on {t['drawings']:,} drawings -> {args.out}/"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
