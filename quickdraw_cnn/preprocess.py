@@ -6,8 +6,8 @@ An app-canvas PNG or a phone photo of paper differs in every one of these, so ea
 one named step below, in this order:
 
     open_image -> apply_exif_orientation -> to_grey -> shrink_to_work_size -> fix_polarity ->
-    remove_background -> ink_mask (threshold + remove_specks) -> crop_to_ink -> scale_to_frame ->
-    normalise_thickness -> centre_and_downsample
+    [a photo: remove_background -> ink_mask (threshold + remove_specks) | a clean canvas: canvas_mask] ->
+    crop_to_ink -> scale_to_frame -> normalise_thickness -> centre_and_downsample
 
 Strokes (`.json` / `.ndjson` / lists) skip all of that and are rendered with the data set's own recipe
 (`render.render_strokes(render.prepare_strokes(...))`): the exact path for an app canvas. A file holding
@@ -323,12 +323,34 @@ def centre_and_downsample(mask: np.ndarray, width: float) -> np.ndarray:
     return np.asarray(img.resize((SIZE, SIZE), method, box=box), dtype=np.uint8).copy()
 
 
+def is_clean_canvas(ink: np.ndarray) -> bool:
+    """A digital export (app canvas, scan cleaned up): most pixels exactly the flat background value.
+
+    A photo of paper never has that (noise, texture, light), so only photos pay for the cleanup.
+    """
+    step = max(1, int(np.sqrt(ink.size / 20000)))
+    sample = ink[::step, ::step]
+    return float(np.mean(sample == sample.min())) > 0.5
+
+
+def canvas_mask(ink: np.ndarray) -> np.ndarray:
+    """Binary ink of a clean canvas: anything clearly above the flat background (no blur, no specks)."""
+    fg = ink - float(ink.min())
+    hi = float(fg.max())
+    if hi < MIN_CONTRAST:
+        raise NoDrawingError()
+    mask = fg > 0.5 * hi  # the middle of anti-aliased edges: the drawn width
+    if mask.sum() < MIN_INK_PIXELS:
+        raise NoDrawingError()
+    return mask
+
+
 def preprocess_image(img: Image.Image) -> np.ndarray:
     """All image steps, in order, on a decoded image: uint8 (28, 28) light on black."""
     img = apply_exif_orientation(img)
     grey = shrink_to_work_size(to_grey(img))
-    fg = remove_background(fix_polarity(grey))
-    mask = ink_mask(fg)
+    ink = fix_polarity(grey)
+    mask = canvas_mask(ink) if is_clean_canvas(ink) else ink_mask(remove_background(ink))
     canvas = scale_to_frame(mask, crop_to_ink(mask))
     canvas, width = normalise_thickness(canvas)
     return centre_and_downsample(canvas, width)

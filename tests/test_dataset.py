@@ -197,3 +197,25 @@ def test_unknown_category_is_refused(data_dir: Path, tmp_path: Path) -> None:
     assert result.returncode == 1 and "unknown category 'zigzg', did you mean 'zigzag'?" in result.stderr
     result = run_cli("--data", str(data_dir), "--out", str(tmp_path / "s"), "--categories", "cat,zigzag")
     assert result.returncode == 0 and "2 classes" in result.stdout
+
+
+@pytest.mark.parametrize("script", ["get_dataset.py", "download_subset.py", "download_dataset.py"])
+def test_data_scripts_never_import_tensorflow(script: str, data_dir: Path, tmp_path: Path) -> None:
+    """They must start in a second: run each script's real work and look at what it imported."""
+    args = {
+        "get_dataset.py": ["--data", str(data_dir), "--out", str(tmp_path / "split")],
+        "download_subset.py": ["--synthetic", "--categories", "star", "--max-per-class", "20", "--out", str(tmp_path)],
+        "download_dataset.py": ["--synthetic", "--categories", "line", "--max-per-class", "20", "--out", str(tmp_path)],
+    }[script]
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = [{script!r}] + {args!r}\n"
+        "try:\n"
+        f"    runpy.run_path({str(ROOT / script)!r}, run_name='__main__')\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "print('IMPORTED', sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "IMPORTED []" in result.stdout

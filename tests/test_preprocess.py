@@ -78,6 +78,23 @@ def test_photo_jpeg_round_trip_matches_direct_rendering() -> None:
     assert np.mean(scores) > 0.85, scores
 
 
+def test_only_photos_pay_for_the_cleanup() -> None:
+    """A canvas export takes the fast path, a photo the background removal; both land on the drawing."""
+    rng = np.random.default_rng(2)
+    d = drawings()[0]
+
+    def ink_of(data: bytes) -> np.ndarray:
+        grey = pp.shrink_to_work_size(pp.to_grey(Image.open(io.BytesIO(data))))
+        return pp.fix_polarity(grey)
+
+    canvas, photo = ink_of(canvas_png(d, rng)), ink_of(photo_jpeg(d, rng))
+    assert pp.is_clean_canvas(canvas) and not pp.is_clean_canvas(photo)
+    with pytest.raises(pp.NoDrawingError):
+        pp.canvas_mask(np.zeros((50, 80), np.float32))
+    direct = render_strokes(prepare_strokes(d))
+    assert corr(direct, pp.to_bitmap(canvas_png(d, rng))) > 0.9
+
+
 def test_strokes_inputs_every_shape_render_like_the_data_set(tmp_path: Path, circle) -> None:
     want = render_strokes(prepare_strokes(circle))
     with_t = [[s[0], s[1], list(range(len(s[0])))] for s in circle]
