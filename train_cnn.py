@@ -17,7 +17,6 @@ TF_CONFIG; every worker reads its own shard; the chief (task 0) writes the model
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -100,7 +99,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter, not errors
 
     from quickdraw_cnn.dataset import DatasetError
     from quickdraw_cnn.predict import import_tensorflow

@@ -86,7 +86,8 @@ def import_tensorflow() -> Any:
     before logging is configured, which TF_CPP_MIN_LOG_LEVEL does not silence); other lines are kept."""
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Without an NVIDIA device, TensorFlow's only C++ "error" is that CUDA is missing: silence that too.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if os.path.exists("/dev/nvidiactl") else "3")
     try:
         saved = os.dup(2)
     except OSError:

@@ -173,12 +173,15 @@ def _cli(*args: str, env: dict | None = None, timeout: int = 240) -> subprocess.
 def test_cli_bad_inputs(split_dir: Path, tmp_path: Path) -> None:
     missing = _cli("--split", str(tmp_path / "nope"), "--out", str(tmp_path / "m"))
     assert missing.returncode == 1
-    assert "no split in" in missing.stderr and "Traceback" not in missing.stderr
+    assert missing.stderr.strip().splitlines() == [
+        f"train_cnn.py: error: no split in {tmp_path / 'nope'} (missing split.json; run get_dataset.py first)"
+    ]
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     unwritable = _cli("--split", str(split_dir), "--out", str(blocker / "models"))
     assert unwritable.returncode == 1
-    assert "--out" in unwritable.stderr and "Traceback" not in unwritable.stderr
+    lines = unwritable.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("train_cnn.py: error: --out"), unwritable.stderr
     assert not (tmp_path / ".models-train").exists()
 
 
