@@ -141,7 +141,9 @@ def bench_throughput(args: argparse.Namespace) -> dict:
         keras.mixed_precision.set_global_policy(precision)
         cfg = TrainConfig(batch_size=args.batch_size, precision=precision)
         model = build_model(cfg, classes, n // cfg.batch_size, jit_compile=xla)
-        ds = reader.dataset(cfg.batch_size, True, 0, augment=cfg.augment)
+        ds = reader.dataset(
+            cfg.batch_size, True, 0, cfg.augment, num_classes=classes, label_smoothing=cfg.label_smoothing
+        )
         configs[f"ours_{precision}_b{cfg.batch_size}{'_xla' if xla else ''}"] = (model, ds, cfg.batch_size)
     keras.mixed_precision.set_global_policy("float32")
 
