@@ -36,6 +36,7 @@ SUPERSAMPLE = 16
 RADIUS_ADJUST = -0.375
 RDP_EPSILON = 2.0
 SIMPLIFIED_MAX = 255.0
+MIN_EXTENT = 1e-9  # coordinate units: a drawing smaller than this is a dot
 
 Strokes = list[list[list[float]]]
 
@@ -195,7 +196,8 @@ def prepare_strokes(strokes: Sequence) -> Strokes:
     allpts = np.concatenate(arrays, axis=1)
     lo = allpts.min(axis=1, keepdims=True)
     extent = float((allpts.max(axis=1, keepdims=True) - lo).max())
-    factor = SIMPLIFIED_MAX / extent if extent > 0 else 0.0
+    # Below a billionth of a unit the drawing is a dot; scaling it up would overflow to inf/NaN.
+    factor = SIMPLIFIED_MAX / extent if extent > MIN_EXTENT else 0.0
     pts, stroke = _resample([(a - lo) * factor for a in arrays])
     edge = np.ones(len(pts), dtype=bool)
     edge[1:-1] = (stroke[1:-1] != stroke[:-2]) | (stroke[1:-1] != stroke[2:])  # each stroke's ends

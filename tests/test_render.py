@@ -208,6 +208,12 @@ stroke = st.integers(1, 30).flatmap(
 )
 
 
+@pytest.mark.parametrize("tiny", [2.2250738585e-313, 1e-12])
+def test_vanishing_extent_is_a_dot_not_nan(tiny: float) -> None:
+    """Found by hypothesis: a denormal extent made 255/extent overflow to inf and the points NaN."""
+    assert prepare_strokes([[[0.0, 0.0], [0.0, tiny]]]) == [[[0], [0]]]
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.lists(stroke.map(list), min_size=1, max_size=6))
 def test_any_strokes_prepare_and_render(strokes):
