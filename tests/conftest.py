@@ -1,14 +1,19 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures and the hypothesis profile."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-# ---- download fixtures (owner: download helper) -------------------------------------------------
 from http_server import NpyServer  # tests/ is on sys.path (pytest rootdir-less "prepend" import mode)
+from hypothesis import settings
+
+# CI runs the same examples every time (a failure there must be reproducible); local runs explore anew.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture
@@ -16,6 +21,3 @@ def npy_server(tmp_path: Path) -> Iterator[NpyServer]:
     """A local bucket on 127.0.0.1 serving `tmp_path/remote/*.npy`; add files with `.add_file()`."""
     with NpyServer(tmp_path / "remote") as server:
         yield server
-
-
-# ---- end of download fixtures ---------------------------------------------------------------------
