@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .categories import all_categories, file_stem
+from .files import recover_interrupted, swap_dir
 from .npy_format import ROW_BYTES, NpyFormatError, open_bitmaps, read_header
 
 PARTS = ("train", "val", "test")
@@ -147,14 +148,8 @@ def write_split(
         for part in PARTS:
             np.save(tmp / f"{part}.npy", index[part])
         (tmp / SPLIT_FILE).write_text(json.dumps(info, indent=1))
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
+        recover_interrupted(out_dir)
+        swap_dir(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return info

@@ -41,6 +41,7 @@ import urllib3
 from tqdm import tqdm
 
 from quickdraw_cnn import categories as cat
+from quickdraw_cnn.files import write_text_atomic
 from quickdraw_cnn.npy_format import ROW_BYTES, NpyFormatError, parse_header, read_header
 
 DEFAULT_SUBSET_ROWS = 4000  # what Labs 21 trained on: 100 classes x 4,000 drawings (~314 MB)
@@ -201,9 +202,7 @@ def record_files(out_dir: Path, entries: Sequence[dict]) -> None:
             "about": "What each .npy file here is; written by quickdraw_cnn.download",
             "files": dict(sorted(files.items())),
         }
-        tmp = out_dir / (MANIFEST_NAME + ".part")
-        tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, out_dir / MANIFEST_NAME)
+        write_text_atomic(out_dir / MANIFEST_NAME, json.dumps(doc, indent=1) + "\n")
 
 
 def _entry(name: str, path: Path, source: str, rows: int, complete: bool, **extra: object) -> dict:

@@ -28,6 +28,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from .files import recover_interrupted, swap_dir
+
+__all__ = ["ExportError", "export_model", "recover_interrupted"]
+
 MODEL_FILES = (
     "model.json",
     "model.h5",
@@ -57,19 +61,6 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return out
-
-
-def recover_interrupted(out_dir: str | os.PathLike) -> bool:
-    """Put back a previous model left aside by an export killed between its two renames."""
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        return False
-    olds = sorted(out_dir.parent.glob(f".{out_dir.name}.old-*/m"), key=lambda p: p.stat().st_mtime)
-    if not olds:
-        return False
-    os.rename(olds[-1], out_dir)
-    shutil.rmtree(olds[-1].parent, ignore_errors=True)
-    return True
 
 
 def _link_or_copy_tree(src: Path, dst: Path) -> None:
@@ -185,17 +176,9 @@ def export_model(
                 if child.name not in MODEL_FILES:
                     _link_or_copy_tree(child, tmp / child.name)
             os.chmod(tmp, os.stat(out_dir).st_mode & 0o7777)
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=parent))
-            os.rename(out_dir, old / "m")  # rename within parent's filesystem: atomic
-            try:
-                os.rename(tmp, out_dir)
-            except OSError:
-                os.rename(old / "m", out_dir)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
         else:
             os.chmod(tmp, 0o755)
-            os.rename(tmp, out_dir)
+        swap_dir(tmp, out_dir)
     except OSError as exc:
         raise ExportError(f"{out_dir}: export failed ({exc.strerror or exc})") from exc
     finally:

@@ -20,6 +20,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import classification_report, confusion_matrix  # noqa: E402
 
+from .files import write_text_atomic  # noqa: E402
+
 FULL_MATRIX_MAX_CLASSES = 40
 
 
@@ -191,12 +193,6 @@ def _save(fig, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_reports(
     out_dir: Path,
     screenshots_dir: Path | None,
@@ -216,9 +212,9 @@ def write_reports(
         f"test drawings: {len(evaluation.y_true)}   top-1 accuracy: {evaluation.top1:.4f}   "
         f"top-5 accuracy: {evaluation.top5:.4f}   loss: {evaluation.loss:.4f}\n\n"
     )
-    _write_text(out_dir / "classification_report.txt", head + text)
+    write_text_atomic(out_dir / "classification_report.txt", head + text)
     clean = _finite(metrics)
-    _write_text(out_dir / "metrics.json", json.dumps(clean, indent=1, default=_jsonable, allow_nan=False) + "\n")
+    write_text_atomic(out_dir / "metrics.json", json.dumps(clean, indent=1, default=_jsonable, allow_nan=False) + "\n")
     written += [out_dir / "classification_report.txt", out_dir / "metrics.json"]
     if screenshots_dir is not None:
         shots = Path(screenshots_dir)

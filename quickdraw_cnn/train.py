@@ -37,6 +37,7 @@ import tensorflow as tf
 
 from . import report
 from .dataset import DatasetError, Split, gather, write_split
+from .files import write_text_atomic
 from .model import build_cnn
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
@@ -261,7 +262,7 @@ def lr_schedule(peak: float, steps_per_epoch: int, epochs: int, warmup_epochs: f
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=peak / 10 if warmup else peak,
         decay_steps=max(1, total - warmup),
-        alpha=0.01 if warmup else 0.01,
+        alpha=0.01,
         warmup_target=peak if warmup else None,
         warmup_steps=warmup,
     )
@@ -326,7 +327,7 @@ class BestKeeper(keras.callbacks.Callback):
             os.replace(tmp, self.weights_path)
         else:
             self.state["wait"] += 1
-        _write_json_atomic(self.state_path, self.state)
+        write_text_atomic(self.state_path, json.dumps(self.state, indent=1))
         if self.patience and self.state["wait"] >= self.patience:
             self.stopped_early_at = epoch
             self.model.stop_training = True
@@ -412,12 +413,6 @@ def _remove_if_empty(path: Path) -> None:
         pass
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
 def read_history(path: Path) -> dict[str, list[float]]:
     """history.csv as columns, one row per epoch (a row repeated by a resumed run: the last one wins)."""
     if not path.is_file():
@@ -461,9 +456,9 @@ def predict_part(
         y_pred[start : start + len(y)] = top[:, 0]
         top5_hit[start : start + len(y)] = (top == y[:, None]).any(axis=1)
         loss_sum += float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)).sum())
-        for i in range(len(y)):
-            if start + i in wanted:
-                examples.append((x.numpy()[i, :, :, 0], int(y[i]), top[i], probs[i, top[i]]))
+        for pos in sorted(wanted & set(range(start, start + len(y)))):
+            i = pos - start
+            examples.append((np.asarray(x[i, :, :, 0]), int(y[i]), top[i], probs[i, top[i]]))
         start += len(y)
     return report.Evaluation(
         y_true=reader.labels[:start].copy(),
@@ -532,7 +527,7 @@ def prepare_work_dir(config: TrainConfig, class_names: list[str], task: Task) ->
         shutil.rmtree(work, ignore_errors=True)  # stale pieces without a state: start clean
     try:
         work.mkdir(parents=True, exist_ok=True)
-        _write_json_atomic(state_path, state)
+        write_text_atomic(state_path, json.dumps(state, indent=1))
     except OSError as exc:
         raise TrainError(f"work folder {work}: cannot write ({exc.strerror or exc})") from None
     return work, resumed_epoch

@@ -1,0 +1,50 @@
+"""Writes that a reader (or a crash) never sees half done: a file or a whole folder appears complete or not at all."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write to `<name>.part` beside the target, then rename over it (atomic on one filesystem)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def swap_dir(new: Path, target: Path) -> None:
+    """Put the complete folder `new` where `target` is, keeping the old one until the new one is in.
+
+    The old folder is renamed aside into `.<name>.old-*/m`, the new one renamed in, then the old one
+    deleted; if the second rename fails the old folder goes back. A crash between the two renames
+    leaves the old folder aside, where `recover_interrupted` finds it.
+    """
+    new, target = Path(new), Path(target)
+    if not target.exists():
+        os.rename(new, target)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    os.rename(target, old / "m")  # rename within the parent's filesystem: atomic
+    try:
+        os.rename(new, target)
+    except OSError:
+        os.rename(old / "m", target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_interrupted(target: str | os.PathLike) -> bool:
+    """Put back a folder that `swap_dir` left aside when it was killed between its two renames."""
+    target = Path(target)
+    if target.exists():
+        return False
+    olds = sorted(target.parent.glob(f".{target.name}.old-*/m"), key=lambda p: p.stat().st_mtime)
+    if not olds:
+        return False
+    os.rename(olds[-1], target)
+    shutil.rmtree(olds[-1].parent, ignore_errors=True)
+    return True
