@@ -579,7 +579,23 @@ def train(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     strategy: tf.distribute.Strategy | None = None,
 ) -> dict:
-    """Train, evaluate on test, export the model and write reports; returns the metrics dict."""
+    """Train, evaluate on test, export the model and write reports; returns the metrics dict.
+
+    The Keras precision policy is global: it is put back as it was, whether training ends or fails, so
+    models built afterwards in the same process (a notebook, the tests) are not silently bfloat16.
+    """
+    previous_policy = keras.mixed_precision.global_policy()
+    try:
+        return _train(config, callbacks, strategy)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _train(
+    config: TrainConfig,
+    callbacks: Sequence[keras.callbacks.Callback],
+    strategy: tf.distribute.Strategy | None,
+) -> dict:
     t_start = time.perf_counter()
     if config.arch not in ARCHITECTURES:
         raise TrainError(f"unknown --arch {config.arch!r}; choose from {', '.join(ARCHITECTURES)}")
