@@ -147,6 +147,45 @@ def test_resume_continues_and_keeps_previous_model(trained: tuple[Path, dict], s
     assert not work.exists()
 
 
+def test_flip_augmentation_mirrors_about_half_and_keeps_labels(split_dir: Path) -> None:
+    from quickdraw_cnn.dataset import Split
+    from quickdraw_cnn.train import PartReader
+
+    split = Split.load(split_dir)
+    reader = PartReader(split, "train", in_memory_bytes=1 << 30)
+    n = len(reader)
+    originals = split.images("train", np.arange(n))
+    x, y = next(iter(reader.dataset(n, training=True, seed=0, augment="flip")))
+    x, y = np.asarray(x), np.asarray(y)
+    # training batches are shuffled: find each drawing's source by its label and pixels
+    source = {(int(lab), img.tobytes()): i for i, (lab, img) in enumerate(zip(split.labels("train"), originals))}
+    kept = mirrored = 0
+    for img, lab in zip(x, y):
+        if (int(lab), img.tobytes()) in source:
+            kept += 1
+        elif (int(lab), img[:, ::-1].tobytes()) in source:
+            mirrored += 1
+    assert kept + mirrored == n  # every drawing is itself or its mirror image, under its own label
+    assert 0.35 * n < mirrored < 0.65 * n
+
+
+def test_weight_decay_shrinks_kernels_only() -> None:
+    import keras
+
+    from quickdraw_cnn.train import TrainConfig, build_model
+
+    model = build_model(TrainConfig(learning_rate=1e-2, warmup_epochs=0, weight_decay=0.5), 5, steps_per_epoch=10)
+    variables = model.trainable_variables
+    before = [np.array(v) for v in variables]
+    model.optimizer.apply_gradients([(keras.ops.zeros_like(v), v) for v in variables])  # decay alone acts
+    for v, old in zip(variables, before):
+        new = np.array(v)
+        if v.path.endswith("kernel"):
+            np.testing.assert_allclose(new, old * (1 - 1e-2 * 0.5), rtol=1e-5, atol=1e-7)
+        else:  # biases, batch-norm gamma/beta: not decayed
+            np.testing.assert_array_equal(new, old)
+
+
 def test_no_space_is_refused_before_training(split_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from quickdraw_cnn import train as train_mod
 
