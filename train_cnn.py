@@ -21,9 +21,11 @@ import sys
 from pathlib import Path
 
 from quickdraw_cnn.cli import non_negative_float, positive_int
+from quickdraw_cnn.config import AUGMENTATIONS, PRECISIONS, STRATEGIES, TrainConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
+    d = TrainConfig()  # the defaults live there, once
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--split", type=Path, default=None, help="split folder to read (default: data/split)")
     p.add_argument(
@@ -47,57 +49,76 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for resume state, best checkpoint and history (default: .<out name>-train next to --out; "
         "removed after a successful run)",
     )
-    p.add_argument("--epochs", type=positive_int, default=16, help="maximum epochs (default: 16)")
+    p.add_argument("--epochs", type=positive_int, default=d.epochs, help="maximum epochs (default: %(default)s)")
     p.add_argument(
-        "--batch-size", type=positive_int, default=64, help="global batch size, all workers together (default: 64)"
+        "--batch-size",
+        type=positive_int,
+        default=d.batch_size,
+        help="global batch size, all workers together (default: %(default)s)",
     )
-    p.add_argument("--learning-rate", type=float, default=3e-3, help="peak learning rate (default: 3e-3)")
     p.add_argument(
-        "--warmup-epochs", type=non_negative_float, default=1.0, help="linear warm-up before cosine decay (default: 1)"
+        "--learning-rate", type=float, default=d.learning_rate, help="peak learning rate (default: %(default)s)"
     )
     p.add_argument(
-        "--label-smoothing", type=non_negative_float, default=0.1, help="label smoothing, 0 = off (default: 0.1)"
+        "--warmup-epochs",
+        type=non_negative_float,
+        default=d.warmup_epochs,
+        help="linear warm-up before cosine decay (default: %(default)s)",
+    )
+    p.add_argument(
+        "--label-smoothing",
+        type=non_negative_float,
+        default=d.label_smoothing,
+        help="label smoothing, 0 = off (default: %(default)s)",
     )
     p.add_argument(
         "--weight-decay",
         type=non_negative_float,
-        default=0.2,
-        help="decoupled weight decay of conv/dense kernels (AdamW); 0 = plain Adam (default: 0.2)",
+        default=d.weight_decay,
+        help="decoupled weight decay of conv/dense kernels (AdamW); 0 = plain Adam (default: %(default)s)",
     )
     p.add_argument(
         "--augment",
-        choices=("none", "flip", "affine", "flip+affine"),
-        default="flip",
+        choices=AUGMENTATIONS,
+        default=d.augment,
         help="training-time changes to drawings: flip = mirror half of them left-right, affine = small random "
-        "shift/scale/rotation, flip+affine = both, none (default: flip)",
+        "shift/scale/rotation, flip+affine = both, none (default: %(default)s)",
     )
     p.add_argument(
-        "--patience", type=int, default=4, help="stop after N epochs without a better val loss; 0 = never (default: 4)"
+        "--patience",
+        type=int,
+        default=d.patience,
+        help="stop after N epochs without a better val loss; 0 = never (default: %(default)s)",
     )
     p.add_argument(
         "--precision",
-        choices=("auto", "float32", "mixed_bfloat16"),
-        default="auto",
+        choices=PRECISIONS,
+        default=d.precision,
         help="mixed_bfloat16: bfloat16 compute, float32 weights (1.5x faster on CPUs with AVX512_BF16, same "
         "accuracy); auto picks it where the hardware has bfloat16 (GPU, AVX512_BF16/AMX CPU), else float32; "
-        "the exported model is float32 either way (default: auto)",
+        "the exported model is float32 either way (default: %(default)s)",
     )
     p.add_argument(
         "--strategy",
-        choices=("default", "mirrored", "multiworker"),
-        default="default",
+        choices=STRATEGIES,
+        default=d.strategy,
         help="default: one device; mirrored: all local GPUs; multiworker: the cluster in TF_CONFIG",
     )
     p.add_argument("--arch", choices=("labs21",), default="labs21", help="architecture (default: labs21)")
-    p.add_argument("--seed", type=int, default=0, help="random seed for weights, shuffling, augmentation (default: 0)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=d.seed,
+        help="random seed for weights, shuffling, augmentation (default: %(default)s)",
+    )
     p.add_argument(
         "--max-steps-per-epoch", type=positive_int, default=None, help="cap steps per epoch (for quick runs)"
     )
     p.add_argument(
         "--in-memory-mb",
         type=positive_int,
-        default=512,
-        help="gather a part into memory (uint8) when it is at most this many MB, else stream it (default: 512)",
+        default=d.in_memory_bytes >> 20,
+        help="gather a part into memory (uint8) when it is at most this many MB, else stream it (default: %(default)s)",
     )
     p.add_argument("--no-onnx", dest="onnx", action="store_false", help="skip model.onnx (faster export)")
     p.add_argument("--fresh", action="store_true", help="discard an interrupted run's state instead of resuming")
@@ -114,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     from quickdraw_cnn.predict import import_tensorflow
 
     import_tensorflow()  # before quickdraw_cnn.train, so TensorFlow's C++ start-up chatter is filtered
-    from quickdraw_cnn.train import TrainConfig, TrainError, make_split_from, train
+    from quickdraw_cnn.train import TrainError, make_split_from, train
 
     prog = "train_cnn.py"
     try:

@@ -43,7 +43,6 @@ from quickdraw_cnn.dataset import Split, write_split  # noqa: E402
 from quickdraw_cnn.npy_format import write_bitmaps  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "data" / "quickdraw-real" / "bitmaps"
-FLOP_PER_TRAINED_DRAWING = 153.6e6
 
 
 def cpu_peak() -> dict:
@@ -116,7 +115,7 @@ def real_split(out: Path, max_per_class: int | None) -> Path:
 def bench_throughput(args: argparse.Namespace) -> dict:
     import keras
 
-    from quickdraw_cnn.model import build_cnn
+    from quickdraw_cnn.model import FLOP_PER_TRAINED_DRAWING, build_cnn
     from quickdraw_cnn.train import PartReader, TrainConfig, build_model
 
     split_dir = real_split(args.out, 1000)
