@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--patience",
         type=int,
         default=d.patience,
-        help="stop after N epochs without a better val loss; 0 = never (default: %(default)s)",
+        help="in the second half of the epochs (the learning rate decayed), stop after N epochs without a "
+        "better val loss; the best weights are kept either way; 0 = never stop early (default: %(default)s)",
     )
     p.add_argument(
         "--precision",

@@ -186,6 +186,31 @@ def test_weight_decay_shrinks_kernels_only() -> None:
             np.testing.assert_array_equal(new, old)
 
 
+def test_early_stopping_waits_for_the_second_half(tmp_path: Path) -> None:
+    """Val loss wobbling while the learning rate is high must not stop a run; the best weights still win."""
+    import keras
+
+    from quickdraw_cnn.train import BestKeeper
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    keeper = BestKeeper(tmp_path, patience=2, start_from_epoch=4)
+    keeper.set_model(model)
+    keeper.on_train_begin()
+    model.stop_training = False  # as fit() sets it
+    losses = [1.0, 0.5, 0.9, 0.8, 0.7, 0.6, 0.55]  # best at epoch 1, then 5 epochs without a better one
+    stopped_at = None
+    for epoch, loss in enumerate(losses):
+        model.layers[0].bias.assign([float(epoch)])  # marks which epoch's weights were saved
+        keeper.on_epoch_end(epoch, {"val_loss": loss})
+        if model.stop_training:
+            stopped_at = epoch
+            break
+    assert stopped_at == 5  # epochs 2-3 are before start_from_epoch; 4 and 5 use up the patience of 2
+    keeper.on_train_end()
+    assert keeper.state["epoch"] == 1 and float(model.layers[0].bias[0]) == 1.0
+
+
 def test_no_space_is_refused_before_training(split_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from quickdraw_cnn import train as train_mod
 
