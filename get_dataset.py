@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from quickdraw_cnn.categories import CategoryError, parse_categories
-from quickdraw_cnn.cli import fraction, positive_int
+from quickdraw_cnn.cli import fraction, non_negative_int, positive_int
 from quickdraw_cnn.dataset import DatasetError, write_split
 
 
@@ -27,7 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--val-fraction", type=fraction, default=0.1, help="share for validation (default: 0.1)")
     parser.add_argument("--test-fraction", type=fraction, default=0.1, help="share for test (default: 0.1)")
-    parser.add_argument("--seed", type=int, default=0, help="shuffling seed; same seed, same split (default: 0)")
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="shuffling seed; same seed, same split (default: 0)"
+    )
     parser.add_argument(
         "--categories",
         default=None,

@@ -20,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from quickdraw_cnn.cli import non_negative_float, positive_int
+from quickdraw_cnn.cli import non_negative_float, non_negative_int, positive_int
 from quickdraw_cnn.config import AUGMENTATIONS, PRECISIONS, STRATEGIES, TrainConfig
 
 
@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--patience",
-        type=int,
+        type=non_negative_int,
         default=d.patience,
         help="in the second half of the epochs (the learning rate decayed), stop after N epochs without a "
         "better val loss; the best weights are kept either way; 0 = never stop early (default: %(default)s)",
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", choices=("labs21",), default="labs21", help="architecture (default: labs21)")
     p.add_argument(
         "--seed",
-        type=int,
+        type=non_negative_int,
         default=d.seed,
         help="random seed for weights, shuffling, augmentation (default: %(default)s)",
     )

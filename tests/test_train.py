@@ -249,6 +249,18 @@ def test_cli_bad_inputs(split_dir: Path, tmp_path: Path) -> None:
     assert not (tmp_path / ".models-train").exists()
 
 
+@pytest.mark.parametrize(
+    "option, value",
+    [("--patience", "-1"), ("--seed", "-1"), ("--weight-decay", "-0.1"), ("--epochs", "0"), ("--batch-size", "x")],
+)
+def test_cli_refuses_bad_numbers(option: str, value: str, split_dir: Path, tmp_path: Path) -> None:
+    """Caught by argparse before TensorFlow loads: usage, one error line naming the option, exit 2."""
+    run = _cli("--split", str(split_dir), "--out", str(tmp_path / "m"), option, value)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1].startswith(f"train_cnn.py: error: argument {option}: must be")
+    assert not (tmp_path / "m").exists() and not (tmp_path / ".m-train").exists()
+
+
 def _free_ports(n: int) -> list[int]:
     socks = [socket.socket() for _ in range(n)]
     try:
