@@ -20,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from quickdraw_cnn.cli import non_negative_float, non_negative_int, positive_int
+from quickdraw_cnn.cli import non_negative_float, non_negative_int, positive_float, positive_int
 from quickdraw_cnn.config import AUGMENTATIONS, PRECISIONS, STRATEGIES, TrainConfig
 
 
@@ -57,7 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="global batch size, all workers together (default: %(default)s)",
     )
     p.add_argument(
-        "--learning-rate", type=float, default=d.learning_rate, help="peak learning rate (default: %(default)s)"
+        "--learning-rate",
+        type=positive_float,
+        default=d.learning_rate,
+        help="peak learning rate (default: %(default)s)",
     )
     p.add_argument(
         "--warmup-epochs",

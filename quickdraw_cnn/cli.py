@@ -31,6 +31,13 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    value = _parse(text, float, "a finite number > 0")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
 def non_negative_float(text: str) -> float:
     value = _parse(text, float, "a number >= 0")
     if not value >= 0:

@@ -251,7 +251,15 @@ def test_cli_bad_inputs(split_dir: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "option, value",
-    [("--patience", "-1"), ("--seed", "-1"), ("--weight-decay", "-0.1"), ("--epochs", "0"), ("--batch-size", "x")],
+    [
+        ("--patience", "-1"),
+        ("--seed", "-1"),
+        ("--weight-decay", "-0.1"),
+        ("--learning-rate", "0"),
+        ("--learning-rate", "nan"),
+        ("--epochs", "0"),
+        ("--batch-size", "x"),
+    ],
 )
 def test_cli_refuses_bad_numbers(option: str, value: str, split_dir: Path, tmp_path: Path) -> None:
     """Caught by argparse before TensorFlow loads: usage, one error line naming the option, exit 2."""
