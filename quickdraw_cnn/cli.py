@@ -40,8 +40,8 @@ def positive_float(text: str) -> float:
 
 def non_negative_float(text: str) -> float:
     value = _parse(text, float, "a number >= 0")
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
 
 

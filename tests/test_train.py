@@ -255,6 +255,8 @@ def test_cli_bad_inputs(split_dir: Path, tmp_path: Path) -> None:
         ("--patience", "-1"),
         ("--seed", "-1"),
         ("--weight-decay", "-0.1"),
+        ("--weight-decay", "inf"),
+        ("--warmup-epochs", "inf"),
         ("--learning-rate", "0"),
         ("--learning-rate", "nan"),
         ("--epochs", "0"),
