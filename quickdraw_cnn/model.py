@@ -3,23 +3,50 @@
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 # 25.6 M multiply-adds forward per 28x28 drawing, ~3x that with the backward pass: for GFLOP/s figures
 FLOP_PER_TRAINED_DRAWING = 3 * 2 * 25.6e6
 
 
-def build_cnn(num_classes: int) -> keras.Model:
+class FusedBatchNormalization(layers.BatchNormalization):
+    """Keras' BatchNormalization, training through TensorFlow's fused kernel (FusedBatchNormV3).
+
+    Keras 3 normalizes a batch with separate ops (cast to float32, moments, scale and shift) and
+    differentiates each of them: a third of a training step of this model on the CPU. The fused kernel
+    does the forward and the backward pass in one op each, with the same result (the moving variance
+    gets the same biased batch variance). Inference, and everything exported, uses the plain layer: the
+    weights are the same four per layer, so `model.json` never names this class. Channels-last, default
+    options (no renorm, no synchronized statistics).
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None:
+            return super().call(inputs, training=training, mask=mask)
+        x = inputs if len(inputs.shape) == 4 else tf.reshape(inputs, [-1, 1, 1, inputs.shape[-1]])
+        y, mean, unbiased_variance = tf.compat.v1.nn.fused_batch_norm(
+            x, tf.cast(self.gamma, "float32"), tf.cast(self.beta, "float32"), epsilon=self.epsilon, is_training=True
+        )[:3]
+        n = tf.cast(tf.size(x) // x.shape[-1], "float32")
+        m = self.momentum
+        self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
+        self.moving_variance.assign(self.moving_variance * m + unbiased_variance * ((n - 1.0) / n) * (1.0 - m))
+        return tf.cast(tf.reshape(y, tf.shape(inputs)), self.compute_dtype)
+
+
+def build_cnn(num_classes: int, batch_norm: type[layers.BatchNormalization] = layers.BatchNormalization) -> keras.Model:
     """Labs 21 architecture, plus a Rescaling layer so every consumer feeds the same 0..255 pixels.
 
     Conv16-BN, Conv32-BN, Pool, Drop .2, Conv64-BN x2, Pool, Drop .3, Conv128-BN x2, Pool, Drop .4,
     Dense128-BN, Drop .5, softmax. All convs 3x3 'same', ReLU, he_uniform (444,388 weights at 100 classes).
+    Training passes `batch_norm=FusedBatchNormalization` (same weights, faster on the CPU).
     """
 
     def conv(filters: int) -> list[layers.Layer]:
         return [
             layers.Conv2D(filters, 3, padding="same", activation="relu", kernel_initializer="he_uniform"),
-            layers.BatchNormalization(),
+            batch_norm(),
         ]
 
     return keras.Sequential(
@@ -40,7 +67,7 @@ def build_cnn(num_classes: int) -> keras.Model:
             layers.Dropout(0.4),
             layers.Flatten(),
             layers.Dense(128, activation="relu", kernel_initializer="he_uniform"),
-            layers.BatchNormalization(),
+            batch_norm(),
             layers.Dropout(0.5),
             layers.Dense(num_classes, activation="softmax", dtype="float32"),
         ],

@@ -38,7 +38,7 @@ from . import report
 from .config import AUGMENTATIONS, PRECISIONS, STRATEGIES, TrainConfig
 from .dataset import DatasetError, Split, gather, write_split
 from .files import write_text_atomic
-from .model import FLOP_PER_TRAINED_DRAWING, build_cnn
+from .model import FLOP_PER_TRAINED_DRAWING, FusedBatchNormalization, build_cnn
 
 ARCHITECTURES = {"labs21": build_cnn}
 WORK_STATE = "run.json"  # what the work folder was training, checked before resuming
@@ -242,7 +242,7 @@ def lr_schedule(peak: float, steps_per_epoch: int, epochs: int, warmup_epochs: f
 
 def build_model(config: TrainConfig, num_classes: int, steps_per_epoch: int, jit_compile: bool = False) -> keras.Model:
     """The chosen architecture compiled with Adam, the schedule and truthfully named top-1/top-5 metrics."""
-    model = ARCHITECTURES[config.arch](num_classes)
+    model = ARCHITECTURES[config.arch](num_classes, batch_norm=FusedBatchNormalization)
     schedule = lr_schedule(config.learning_rate, steps_per_epoch, config.epochs, config.warmup_epochs)
     if config.label_smoothing > 0:
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
@@ -541,11 +541,10 @@ def configure(precision: str, seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
-def float32_copy(model: keras.Model, arch: str, num_classes: int) -> keras.Model:
-    """The same weights in a float32-policy model: the exported files then run anywhere in float32
-    (mixed_bfloat16 keeps float32 master weights, so nothing is lost) and ONNX gets float32 ops."""
-    if keras.mixed_precision.global_policy().name == "float32":
-        return model
+def export_copy(model: keras.Model, arch: str, num_classes: int) -> keras.Model:
+    """The same weights in a float32-policy model of plain Keras layers: the exported files then load in
+    any Keras without our classes, run anywhere in float32 (mixed_bfloat16 keeps float32 master weights,
+    so nothing is lost), and ONNX gets float32 ops."""
     keras.mixed_precision.set_global_policy("float32")
     copy = ARCHITECTURES[arch](num_classes)
     copy.set_weights([keras.ops.convert_to_numpy(w) for w in model.weights])
@@ -680,6 +679,7 @@ def _train(
     if task.num_workers > 1:  # one line per worker, so an operator (and the test) can compare them
         print("TRAIN_SUMMARY " + json.dumps(summary), flush=True)
 
+    model = export_copy(model, config.arch, num_classes)  # what is shipped, and what test measures
     if not task.is_chief:  # standard multi-worker pattern: non-chiefs write to a throwaway folder
         tmp = Path(tempfile.mkdtemp(prefix=f"worker-{task.index}-"))
         try:
@@ -692,7 +692,6 @@ def _train(
         _remove_if_empty(config.resolved_work_dir())
         return {"summary": summary}
 
-    model = float32_copy(model, config.arch, num_classes)  # what is shipped, and what test measures
     test_reader = PartReader(split, "test", config.in_memory_bytes)
     t_eval = time.perf_counter()
     evaluation = predict_part(model, test_reader, max(config.batch_size, 256), seed=config.seed)
