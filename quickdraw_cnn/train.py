@@ -42,6 +42,9 @@ from .model import FLOP_PER_TRAINED_DRAWING, FusedBatchNormalization, build_cnn
 
 ARCHITECTURES = {"labs21": build_cnn}
 WORK_STATE = "run.json"  # what the work folder was training, checked before resuming
+# Version of what the work folder's weight files hold. Keras keys them by layer class, so a change of
+# training-time layers (2: FusedBatchNormalization) makes an older folder unloadable: refuse it clearly.
+WORK_FORMAT = 2
 HISTORY_FILE = "history.csv"
 MIN_FREE_BYTES = 200 * 1024 * 1024  # model files + reports + backups need well under this
 
@@ -481,6 +484,7 @@ def prepare_work_dir(config: TrainConfig, class_names: list[str], task: Task) ->
     if task.num_workers > 1:
         work = work / f"{task.type}-{task.index}"
     state = {
+        "format": WORK_FORMAT,
         "class_names": class_names,
         "arch": config.arch,
         "split_dir": str(Path(config.split_dir).resolve()),
@@ -503,6 +507,11 @@ def prepare_work_dir(config: TrainConfig, class_names: list[str], task: Task) ->
             )
         if old is not None and old.get("arch") != config.arch:
             raise TrainError(f"{work}: holds an interrupted {old.get('arch')} run; pass --fresh to discard it")
+        if old is not None and old.get("format", 1) != WORK_FORMAT:
+            raise TrainError(
+                f"{work}: holds an interrupted run of another version of train_cnn.py, which this one cannot "
+                "resume; pass --fresh to discard it"
+            )
         meta = work / "backup" / "training_metadata.json"
         if meta.is_file():
             resumed_epoch = int(json.loads(meta.read_text()).get("epoch", 0))

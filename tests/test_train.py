@@ -137,6 +137,12 @@ def test_resume_continues_and_keeps_previous_model(trained: tuple[Path, dict], s
     write_split(other / "data", other / "split")
     with pytest.raises(TrainError, match="other classes"):
         train(TrainConfig(split_dir=other / "split", out_dir=out, epochs=3, batch_size=8, verbose=0))
+    # nor may a version whose weight files hold other layers (run.json without "format": before version 2)
+    state = json.loads((work / "run.json").read_text())
+    (work / "run.json").write_text(json.dumps({k: v for k, v in state.items() if k != "format"}))
+    with pytest.raises(TrainError, match="another version of train_cnn.py"):
+        train(config)
+    (work / "run.json").write_text(json.dumps(state))
 
     metrics = train(config)
     assert metrics["initial_epoch"] == 1
