@@ -23,10 +23,10 @@ def test_fused_batch_norm_trains_like_the_plain_layer(precision: str, shape: tup
         )
         upstream = tf.constant(rng.normal(size=shape).astype(np.float32))  # a loss whose gradient is not zero
         plain, fused = keras.layers.BatchNormalization(), FusedBatchNormalization()
-        for layer in (plain, fused):
-            layer.build(shape)
-            layer.gamma.assign(rng.uniform(0.5, 1.5, shape[-1]).astype(np.float32))
-            layer.beta.assign(rng.normal(size=shape[-1]).astype(np.float32))
+        plain.build(shape)
+        fused.build(shape)
+        plain.gamma.assign(rng.uniform(0.5, 1.5, shape[-1]).astype(np.float32))
+        plain.beta.assign(rng.normal(size=shape[-1]).astype(np.float32))
         fused.set_weights(plain.get_weights())
         results = []
         for layer in (plain, fused):
