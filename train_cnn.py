@@ -20,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from quickdraw_cnn.cli import non_negative_float, non_negative_int, positive_float, positive_int
+from quickdraw_cnn.cli import non_negative_float, non_negative_int, positive_float, positive_int, share
 from quickdraw_cnn.config import AUGMENTATIONS, PRECISIONS, STRATEGIES, TrainConfig
 
 
@@ -86,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.augment,
         help="training-time changes to drawings: flip = mirror half of them left-right, affine = small random "
         "shift/scale/rotation, flip+affine = both, none (default: %(default)s)",
+    )
+    p.add_argument(
+        "--dropout-scale",
+        type=share,
+        default=d.dropout_scale,
+        help="train with the Labs 21 dropout rates (0.2, 0.3, 0.4, 0.5) times this, 0..1; dropout has no "
+        "weights and is off at inference, so the exported model is the same (default: %(default)s)",
     )
     p.add_argument(
         "--patience",
@@ -169,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             label_smoothing=args.label_smoothing,
             weight_decay=args.weight_decay,
             augment=args.augment,
+            dropout_scale=args.dropout_scale,
             patience=args.patience,
             precision=args.precision,
             strategy=args.strategy,

@@ -30,6 +30,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     weight_decay: float = 0.2  # > 0: AdamW, decoupled decay of conv/dense kernels only; 0: Adam
     augment: str = "flip"  # one of AUGMENTATIONS
+    dropout_scale: float = 1.0  # training-time multiple of the Labs 21 dropout rates (0.2..0.5); 1 = theirs
     patience: int = 4
     precision: str = "auto"  # mixed_bfloat16 where the hardware has bfloat16 (1.5x here, same accuracy), else float32
     strategy: str = "default"

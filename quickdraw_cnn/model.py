@@ -35,13 +35,21 @@ class FusedBatchNormalization(layers.BatchNormalization):
         return tf.cast(tf.reshape(y, tf.shape(inputs)), self.compute_dtype)
 
 
-def build_cnn(num_classes: int, batch_norm: type[layers.BatchNormalization] = layers.BatchNormalization) -> keras.Model:
+def build_cnn(
+    num_classes: int,
+    batch_norm: type[layers.BatchNormalization] = layers.BatchNormalization,
+    dropout_scale: float = 1.0,
+) -> keras.Model:
     """Labs 21 architecture, plus a Rescaling layer so every consumer feeds the same 0..255 pixels.
 
     Conv16-BN, Conv32-BN, Pool, Drop .2, Conv64-BN x2, Pool, Drop .3, Conv128-BN x2, Pool, Drop .4,
     Dense128-BN, Drop .5, softmax. All convs 3x3 'same', ReLU, he_uniform (444,388 weights at 100 classes).
-    Training passes `batch_norm=FusedBatchNormalization` (same weights, faster on the CPU).
+    Training passes `batch_norm=FusedBatchNormalization` (same weights, faster on the CPU) and may train
+    with the dropout rates scaled by `dropout_scale`: dropout has no weights and does nothing at
+    inference, so the exported model (built with the defaults) is the same either way.
     """
+    if not 0.0 <= dropout_scale <= 1.0:
+        raise ValueError(f"dropout_scale must be in [0, 1], got {dropout_scale}")
 
     def conv(filters: int) -> list[layers.Layer]:
         return [
@@ -56,19 +64,19 @@ def build_cnn(num_classes: int, batch_norm: type[layers.BatchNormalization] = la
             *conv(16),
             *conv(32),
             layers.MaxPooling2D(2),
-            layers.Dropout(0.2),
+            layers.Dropout(0.2 * dropout_scale),
             *conv(64),
             *conv(64),
             layers.MaxPooling2D(2),
-            layers.Dropout(0.3),
+            layers.Dropout(0.3 * dropout_scale),
             *conv(128),
             *conv(128),
             layers.MaxPooling2D(2),
-            layers.Dropout(0.4),
+            layers.Dropout(0.4 * dropout_scale),
             layers.Flatten(),
             layers.Dense(128, activation="relu", kernel_initializer="he_uniform"),
             batch_norm(),
-            layers.Dropout(0.5),
+            layers.Dropout(0.5 * dropout_scale),
             layers.Dense(num_classes, activation="softmax", dtype="float32"),
         ],
         name="labs21_cnn",

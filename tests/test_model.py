@@ -1,4 +1,4 @@
-"""The training-only fused batch norm must be the plain Keras layer, faster: same outputs, statistics, gradients."""
+"""Training-time model changes (fused batch norm, scaled dropout) must leave the exported model unchanged."""
 
 from __future__ import annotations
 
@@ -53,9 +53,29 @@ def test_exported_architecture_names_only_plain_keras_layers() -> None:
     from quickdraw_cnn.model import FusedBatchNormalization, build_cnn
     from quickdraw_cnn.train import export_copy
 
-    trained = build_cnn(7, batch_norm=FusedBatchNormalization)
+    trained = build_cnn(7, batch_norm=FusedBatchNormalization, dropout_scale=0.0)
     shipped = export_copy(trained, "labs21", 7)
     assert "FusedBatchNormalization" not in shipped.to_json()
+    assert [layer.rate for layer in shipped.layers if isinstance(layer, keras.layers.Dropout)] == [0.2, 0.3, 0.4, 0.5]
     assert sum(isinstance(layer, keras.layers.BatchNormalization) for layer in shipped.layers) == 7
     for a, b in zip(trained.weights, shipped.weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_dropout_scale_changes_training_only() -> None:
+    """Scaled dropout: the Labs 21 rates times the scale; 0 trains without the noise, 1 keeps it."""
+    import keras
+
+    from quickdraw_cnn.model import build_cnn
+
+    x = np.random.default_rng(0).integers(0, 256, size=(16, 28, 28, 1)).astype("float32")
+    rates = {}
+    for scale in (0.0, 0.5, 1.0):
+        model = build_cnn(5, dropout_scale=scale)
+        rates[scale] = [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+        a, b = (np.asarray(model(x, training=True)) for _ in range(2))
+        assert np.array_equal(a, b) == (scale == 0.0)
+        np.testing.assert_array_equal(np.asarray(model(x)), np.asarray(model(x)))
+    assert rates[0.5] == [0.1, 0.15, 0.2, 0.25] and rates[1.0] == [0.2, 0.3, 0.4, 0.5]
+    with pytest.raises(ValueError, match="dropout_scale"):
+        build_cnn(5, dropout_scale=1.5)

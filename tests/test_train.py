@@ -262,6 +262,8 @@ def test_cli_bad_inputs(split_dir: Path, tmp_path: Path) -> None:
         ("--seed", "-1"),
         ("--weight-decay", "-0.1"),
         ("--weight-decay", "inf"),
+        ("--dropout-scale", "1.5"),
+        ("--dropout-scale", "-0.5"),
         ("--warmup-epochs", "inf"),
         ("--learning-rate", "0"),
         ("--learning-rate", "nan"),
