@@ -9,7 +9,8 @@
    Labs 21 way (float32 arrays in memory, `model.fit`, batch 32, same architecture), INTERLEAVED in one
    process (baseline, ours, bf16, baseline, ...) so a busy shared CPU slows all alike; the median of the
    rounds is reported. Also the achieved GFLOP/s (~153.6 MFLOP per trained drawing: 25.6 M multiply-adds
-   forward, ~3x with backward) against what a large matrix product reaches on this CPU in that precision.
+   forward, ~3x with backward) against what a large matrix product reaches on this CPU in that precision,
+   and the share of a step made of nothing but the model's convolutions (the ceiling for these kernels).
 2. accuracy: the real drawings in ../shared/data/quickdraw-real/bitmaps (20 classes) through the
    project's chain (write_split -> train with the defaults) vs the same architecture trained the Labs 21
    way (Adam 1e-3, batch 32, no schedule, no augmentation, float32, --baseline-epochs) on the same split;
@@ -67,6 +68,52 @@ def cpu_peak() -> dict:
             best = max(best, 8 * 2 * n**3 / (time.perf_counter() - t) / 1e9)
         out[f"matmul_{dtype}_gflops"] = best
     return out
+
+
+# (input size, channels in, channels out) of the six 3x3 'same' convolutions of the Labs 21 CNN
+CONV_SHAPES = [(28, 1, 16), (28, 16, 32), (14, 32, 64), (14, 64, 64), (7, 64, 128), (7, 128, 128)]
+
+
+def conv_ceiling(batch: int, dtype: str) -> float:
+    """Drawings/s of a training step that did nothing but this model's convolutions (forward with ReLU,
+    gradient to the input, gradient to the kernel and bias; TensorFlow's own kernels, best of 3): the
+    most any pipeline, optimizer or layer fusion could reach with these kernels on this CPU."""
+    import tensorflow as tf
+
+    def forward(x, w, dy):
+        return tf.nn.relu(tf.nn.conv2d(x, w, 1, "SAME"))
+
+    def kernel_gradient(x, w, dy):
+        return tf.raw_ops.Conv2DBackpropFilter(
+            input=x, filter_sizes=w.shape, out_backprop=dy, strides=[1] * 4, padding="SAME"
+        )
+
+    def bias_gradient(x, w, dy):
+        return tf.reduce_sum(dy, axis=[0, 1, 2])
+
+    def input_gradient(x, w, dy):
+        return tf.raw_ops.Conv2DBackpropInput(
+            input_sizes=x.shape, filter=w, out_backprop=dy, strides=[1] * 4, padding="SAME"
+        )
+
+    seconds = 0.0
+    for size, cin, cout in CONV_SHAPES:
+        args = [
+            tf.cast(tf.random.normal(shape), dtype)
+            for shape in [(batch, size, size, cin), (3, 3, cin, cout), (batch, size, size, cout)]
+        ]
+        # the first layer's input (the drawing) needs no gradient
+        for op in map(tf.function, [forward, kernel_gradient, bias_gradient] + [input_gradient] * (cin > 1)):
+            op(*args).numpy()
+            best = float("inf")
+            for _ in range(3):
+                t = time.perf_counter()
+                for _ in range(20):
+                    r = op(*args)
+                r.numpy()
+                best = min(best, (time.perf_counter() - t) / 20)
+            seconds += best
+    return batch / seconds
 
 
 class BatchTimer:
@@ -133,7 +180,7 @@ def bench_throughput(args: argparse.Namespace) -> dict:
     variants = [("float32", False), ("mixed_bfloat16", False)] + ([("float32", True)] if args.xla else [])
     for precision, xla in variants:
         keras.mixed_precision.set_global_policy(precision)
-        cfg = TrainConfig(batch_size=args.batch_size, precision=precision)
+        cfg = TrainConfig(batch_size=args.batch_size, precision=precision, dropout_scale=args.dropout_scale)
         model = build_model(cfg, classes, n // cfg.batch_size, jit_compile=xla)
         ds = reader.dataset(
             cfg.batch_size, True, 0, cfg.augment, num_classes=classes, label_smoothing=cfg.label_smoothing
@@ -162,6 +209,8 @@ def bench_throughput(args: argparse.Namespace) -> dict:
             rates[name].append(run(name))
             print(f"  round {r + 1}: {name}: {rates[name][-1]:.0f} drawings/s", flush=True)
     peak = cpu_peak()
+    ceilings = {(p, b): conv_ceiling(b, p) for p in ("float32", "bfloat16") for b in sorted({args.batch_size, 256})}
+    peak["conv_only_drawings_per_second"] = {f"{p}_b{b}": v for (p, b), v in ceilings.items()}
     out = {"cpu": peak, "interleaved_rounds": args.rounds, "rates": rates, "median": {}}
     base = statistics.median(rates["labs21_baseline_b32"])
     for name in names:
@@ -174,6 +223,9 @@ def bench_throughput(args: argparse.Namespace) -> dict:
             "share_of_matmul_peak": gflops
             / peak["matmul_bfloat16_gflops" if "bfloat16" in name else "matmul_float32_gflops"],
         }
+        if name.startswith("ours_"):
+            key = ("bfloat16" if "bfloat16" in name else "float32", configs[name][2])
+            out["median"][name]["share_of_conv_only_step"] = med / ceilings[key]
     return out
 
 
@@ -325,6 +377,9 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64, help="our batch size for throughput (train_cnn.py's: 64)")
     p.add_argument("--steps-small", type=int, default=200, help="baseline steps per round (batch 32)")
     p.add_argument("--steps-large", type=int, default=30, help="our steps per round")
+    p.add_argument(
+        "--dropout-scale", type=float, default=1.0, help="throughput part: ours with train_cnn.py's --dropout-scale"
+    )
     p.add_argument("--xla", action="store_true", help="throughput part: also float32 with jit_compile=True")
     p.add_argument("--max-per-class", type=int, default=1000, help="accuracy part: real drawings per class, 0 = all")
     p.add_argument("--baseline-epochs", type=int, default=10, help="accuracy part: Labs 21 epochs (default: 10)")
