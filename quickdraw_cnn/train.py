@@ -596,6 +596,8 @@ def _train(
         raise TrainError(f"unknown --augment {config.augment!r}; choose from {', '.join(AUGMENTATIONS)}")
     if config.batch_size < 1 or config.epochs < 1:
         raise TrainError("--batch-size and --epochs must be at least 1")
+    if not 0.0 <= config.dropout_scale <= 1.0:
+        raise TrainError(f"--dropout-scale must be in [0, 1], got {config.dropout_scale}")
     task = cluster_task() if config.strategy == "multiworker" else Task()
     if strategy is None:
         strategy = make_strategy(config.strategy)

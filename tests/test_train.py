@@ -229,6 +229,16 @@ def test_no_space_is_refused_before_training(split_dir: Path, tmp_path: Path, mo
     assert not (tmp_path / "m").exists()
 
 
+def test_library_callers_get_the_same_one_line_refusals(split_dir: Path, tmp_path: Path) -> None:
+    """The app team may call train() without the CLI's argparse checks: bad settings still fail cleanly."""
+    from quickdraw_cnn.train import TrainConfig, TrainError, train
+
+    for bad, message in [({"dropout_scale": 1.5}, "--dropout-scale"), ({"augment": "twirl"}, "--augment")]:
+        with pytest.raises(TrainError, match=message):
+            train(TrainConfig(split_dir=split_dir, out_dir=tmp_path / "m", verbose=0, **bad))
+    assert not (tmp_path / "m").exists() and not (tmp_path / ".m-train").exists()
+
+
 def _cli(*args: str, env: dict | None = None, timeout: int = 240) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(ROOT / "train_cnn.py"), *args],
