@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from quickdraw_cnn.cli import share  # noqa: E402
 from quickdraw_cnn.dataset import Split, write_split  # noqa: E402
 from quickdraw_cnn.npy_format import write_bitmaps  # noqa: E402
 
@@ -58,16 +59,22 @@ def cpu_peak() -> dict:
     out = {"model": model and model.group(1), "cores": os.cpu_count()}
     for dtype in ("float32", "bfloat16"):
         a = tf.cast(tf.random.normal((n, n)), dtype)
-        matmul(a, a).numpy()
-        best = 0.0
-        for _ in range(5):
-            t = time.perf_counter()
-            for _ in range(8):
-                c = matmul(a, a)
-            c.numpy()
-            best = max(best, 8 * 2 * n**3 / (time.perf_counter() - t) / 1e9)
-        out[f"matmul_{dtype}_gflops"] = best
+        out[f"matmul_{dtype}_gflops"] = 2 * n**3 / best_seconds(matmul, a, a, repeats=5, number=8) / 1e9
     return out
+
+
+def best_seconds(op, *args, repeats: int, number: int) -> float:
+    """Seconds per call of a TensorFlow op: the best of `repeats` timings of `number` calls, after one
+    warm-up call (tracing); each timing waits for the last result, so queued work is counted."""
+    op(*args).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(number):
+            result = op(*args)
+        result.numpy()
+        best = min(best, (time.perf_counter() - t) / number)
+    return best
 
 
 # (input size, channels in, channels out) of the six 3x3 'same' convolutions of the Labs 21 CNN
@@ -104,15 +111,7 @@ def conv_ceiling(batch: int, dtype: str) -> float:
         ]
         # the first layer's input (the drawing) needs no gradient
         for op in map(tf.function, [forward, kernel_gradient, bias_gradient] + [input_gradient] * (cin > 1)):
-            op(*args).numpy()
-            best = float("inf")
-            for _ in range(3):
-                t = time.perf_counter()
-                for _ in range(20):
-                    r = op(*args)
-                r.numpy()
-                best = min(best, (time.perf_counter() - t) / 20)
-            seconds += best
+            seconds += best_seconds(op, *args, repeats=3, number=20)
     return batch / seconds
 
 
@@ -216,16 +215,15 @@ def bench_throughput(args: argparse.Namespace) -> dict:
     for name in names:
         med = statistics.median(rates[name])
         gflops = med * FLOP_PER_TRAINED_DRAWING / 1e9
+        dtype = "bfloat16" if "bfloat16" in name else "float32"
         out["median"][name] = {
             "drawings_per_second": med,
             "speedup_vs_baseline": med / base,
             "gflops": gflops,
-            "share_of_matmul_peak": gflops
-            / peak["matmul_bfloat16_gflops" if "bfloat16" in name else "matmul_float32_gflops"],
+            "share_of_matmul_peak": gflops / peak[f"matmul_{dtype}_gflops"],
         }
         if name.startswith("ours_"):
-            key = ("bfloat16" if "bfloat16" in name else "float32", configs[name][2])
-            out["median"][name]["share_of_conv_only_step"] = med / ceilings[key]
+            out["median"][name]["share_of_conv_only_step"] = med / ceilings[(dtype, configs[name][2])]
     return out
 
 
@@ -378,7 +376,7 @@ def main() -> None:
     p.add_argument("--steps-small", type=int, default=200, help="baseline steps per round (batch 32)")
     p.add_argument("--steps-large", type=int, default=30, help="our steps per round")
     p.add_argument(
-        "--dropout-scale", type=float, default=1.0, help="throughput part: ours with train_cnn.py's --dropout-scale"
+        "--dropout-scale", type=share, default=1.0, help="throughput part: ours with train_cnn.py's --dropout-scale"
     )
     p.add_argument("--xla", action="store_true", help="throughput part: also float32 with jit_compile=True")
     p.add_argument("--max-per-class", type=int, default=1000, help="accuracy part: real drawings per class, 0 = all")
