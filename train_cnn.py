@@ -2,8 +2,9 @@
 
 Reads the split in --split (default data/split); with --data, first (re)makes that split from the
 <class>.npy files in DIR. Trains with AdamW + warm-up/cosine learning rate, label smoothing and random
-left-right flips, early stopping on validation loss and the best weights kept. Interrupted? Run the same
-command again: it continues from the last finished epoch (state in the work folder).
+left-right flips, shifts, scales and rotations, early stopping on validation loss and the best weights
+kept; the exported model averages each drawing with its mirror image. Interrupted? Run the same command
+again: it continues from the last finished epoch (state in the work folder).
 
 Writes into --out (default models/), atomically, only at the end: model.json + model.h5 (both
 `model_from_json(...).load_weights("model.h5")` and `load_model("model.h5")` work), class_names.txt,
@@ -21,7 +22,7 @@ import sys
 from pathlib import Path
 
 from quickdraw_cnn.cli import non_negative_float, non_negative_int, positive_float, positive_int, share
-from quickdraw_cnn.config import AUGMENTATIONS, PRECISIONS, STRATEGIES, TrainConfig
+from quickdraw_cnn.config import AUGMENTATIONS, PRECISIONS, STRATEGIES, TEST_TIME_AUGMENTATIONS, TrainConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.dropout_scale,
         help="train with the Labs 21 dropout rates (0.2, 0.3, 0.4, 0.5) times this, 0..1; dropout has no "
         "weights and is off at inference, so the exported model is the same (default: %(default)s)",
+    )
+    p.add_argument(
+        "--tta",
+        choices=TEST_TIME_AUGMENTATIONS,
+        default=d.tta,
+        help="test-time augmentation built into the exported model: flip = answer with the mean of the "
+        "predictions for the drawing and its mirror image (twice the inference cost), none = the CNN alone "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--patience",
@@ -177,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             weight_decay=args.weight_decay,
             augment=args.augment,
             dropout_scale=args.dropout_scale,
+            tta=args.tta,
             patience=args.patience,
             precision=args.precision,
             strategy=args.strategy,

@@ -4,8 +4,9 @@
 
 1. Latency of one drawing, p50/p99: the model call alone (compiled tf.function, and onnxruntime) against
    `model.predict` as Labs 21 used it; end to end (decode a 1024x768 PNG, preprocess, predict); and a
-   12-megapixel JPEG photo end to end. Model: --model-dir if it holds an export, else this project's
-   architecture at 100 classes, untrained (same cost), exported to a temporary folder.
+   12-megapixel JPEG photo end to end. Model: --model-dir if it holds an export, else what train_cnn.py
+   exports (--tta: with or without mirror averaging) at 100 classes, untrained (same cost), exported to
+   a temporary folder.
 2. Cold start: process start to the first printed prediction of load_model_predict.py, tf and onnx.
 3. Upload accuracy: real strokes (../shared/data/quickdraw-real/simplified/) of the model's classes, each
    rendered three ways (direct 28x28 as the data set; canvas PNG; photo JPEG) and predicted through the
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from quickdraw_cnn.config import TEST_TIME_AUGMENTATIONS, TrainConfig  # noqa: E402
 from quickdraw_cnn.predict import Predictor  # noqa: E402
 from quickdraw_cnn.preprocess import to_bitmap  # noqa: E402
 from quickdraw_cnn.render import render_strokes  # noqa: E402
@@ -57,14 +59,16 @@ def timed(fn, n: int, warmup: int = 3) -> list[float]:
     return out
 
 
-def bench_model_dir(arg: Path | None, tmp: Path) -> Path:
+def bench_model_dir(arg: Path | None, tmp: Path, tta: str) -> Path:
     if arg and (arg / "model.onnx").exists():
         return arg
     from quickdraw_cnn.export import export_model
     from quickdraw_cnn.model import build_cnn
+    from quickdraw_cnn.train import export_copy
 
     out = tmp / "models"
-    export_model(build_cnn(100), [f"class {i}" for i in range(100)], out, {"note": "untrained, bench"})
+    model = export_copy(build_cnn(100), "labs21", 100, tta)  # what train_cnn.py ships with this --tta
+    export_model(model, [f"class {i}" for i in range(100)], out, {"note": "untrained, bench"})
     return out
 
 
@@ -164,11 +168,18 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3, help="cold starts per backend (default 3)")
     ap.add_argument("--per-class", type=int, default=10, help="real drawings per class for 3 (max 25)")
     ap.add_argument("--photo-size", default="1024x768", help="photo size for 3, WxH (default 1024x768)")
+    ap.add_argument(
+        "--tta",
+        choices=TEST_TIME_AUGMENTATIONS,
+        default=TrainConfig().tta,
+        help="1 and 2 without --model-dir: the untrained model's mirror averaging, as train_cnn.py's --tta "
+        "(default: %(default)s)",
+    )
     args = ap.parse_args()
     which = {int(w) for w in args.which.split(",")}
     with tempfile.TemporaryDirectory() as tmp:
         if which & {1, 2}:
-            model_dir = bench_model_dir(args.model_dir, Path(tmp))
+            model_dir = bench_model_dir(args.model_dir, Path(tmp), args.tta)
             if 1 in which:
                 bench_latency(model_dir, args.n)
             if 2 in which:

@@ -5,16 +5,18 @@
     .venv/bin/python bench/bench_train.py --parts accuracy --max-per-class 0   # all 60,000 real drawings
 
 1. throughput: drawings/s of the default training configuration (streaming pipeline from the split,
-   batch 64 (--batch-size), flips, AdamW; mixed_bfloat16 and float32; --xla: also float32 with XLA) against the
-   Labs 21 way (float32 arrays in memory, `model.fit`, batch 32, same architecture), INTERLEAVED in one
-   process (baseline, ours, bf16, baseline, ...) so a busy shared CPU slows all alike; the median of the
-   rounds is reported. Also the achieved GFLOP/s (~153.6 MFLOP per trained drawing: 25.6 M multiply-adds
-   forward, ~3x with backward) against what a large matrix product reaches on this CPU in that precision,
-   and the share of a step made of nothing but the model's convolutions (the ceiling for these kernels).
+   batch 64 (--batch-size), flips and affine changes (--augment), no dropout (--dropout-scale), AdamW;
+   mixed_bfloat16 and float32; --xla: also float32 with XLA) against the Labs 21 way (float32 arrays in
+   memory, `model.fit`, batch 32, same architecture), INTERLEAVED in one process (baseline, ours, bf16,
+   baseline, ...) so a busy shared CPU slows all alike; the median of the rounds is reported. Also the
+   achieved GFLOP/s (~153.6 MFLOP per trained drawing: 25.6 M multiply-adds forward, ~3x with backward)
+   against what a large matrix product reaches on this CPU in that precision, and the share of a step
+   made of nothing but the model's convolutions (the ceiling for these kernels).
 2. accuracy: the real drawings in ../shared/data/quickdraw-real/bitmaps (20 classes) through the
    project's chain (write_split -> train with the defaults) vs the same architecture trained the Labs 21
    way (Adam 1e-3, batch 32, no schedule, no augmentation, float32, --baseline-epochs) on the same split;
-   test top-1/top-5 and training time of both.
+   test top-1/top-5 and training time of both, and each one's top-1 with and without the mirror averaging
+   (ours ships it, --tta flip; the Labs 21 way did not).
 3. memory: peak RSS of a training run (subprocess, a few hundred steps) on 345 classes x --rss-per-class
    generated drawings (5.4 GB of files at 20,000), sampled from /proc: RssAnon (heap: model, TF,
    buffers) vs RssFile (pages of the memory-mapped class files, reclaimable page cache).
@@ -41,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from quickdraw_cnn.cli import share  # noqa: E402
+from quickdraw_cnn.config import AUGMENTATIONS, TrainConfig  # noqa: E402
 from quickdraw_cnn.dataset import Split, write_split  # noqa: E402
 from quickdraw_cnn.npy_format import write_bitmaps  # noqa: E402
 
@@ -157,7 +160,7 @@ def bench_throughput(args: argparse.Namespace) -> dict:
     import keras
 
     from quickdraw_cnn.model import FLOP_PER_TRAINED_DRAWING, build_cnn
-    from quickdraw_cnn.train import PartReader, TrainConfig, build_model
+    from quickdraw_cnn.train import PartReader, build_model
 
     split_dir = real_split(args.out, 1000)
     split = Split.load(split_dir)
@@ -179,7 +182,9 @@ def bench_throughput(args: argparse.Namespace) -> dict:
     variants = [("float32", False), ("mixed_bfloat16", False)] + ([("float32", True)] if args.xla else [])
     for precision, xla in variants:
         keras.mixed_precision.set_global_policy(precision)
-        cfg = TrainConfig(batch_size=args.batch_size, precision=precision, dropout_scale=args.dropout_scale)
+        cfg = TrainConfig(
+            batch_size=args.batch_size, precision=precision, dropout_scale=args.dropout_scale, augment=args.augment
+        )
         model = build_model(cfg, classes, n // cfg.batch_size, jit_compile=xla)
         ds = reader.dataset(
             cfg.batch_size, True, 0, cfg.augment, num_classes=classes, label_smoothing=cfg.label_smoothing
@@ -256,19 +261,24 @@ def bench_accuracy(args: argparse.Namespace) -> dict:
         "wall_seconds_incl_startup_eval_export": ours_wall,
         "history_val_accuracy": m["history"]["val_accuracy"],
     }
+    import keras
+
+    from quickdraw_cnn.model import build_cnn, mirror_averaged
+
+    split = Split.load(split_dir)
+    x_te, y_te = split.images("test").astype("float32"), split.labels("test")
+    shipped = keras.models.load_model(ours_out / "models" / "model.keras", compile=False)
+    cnn = next((layer for layer in shipped.layers if isinstance(layer, keras.Model)), None)
+    if cnn is not None:  # --tta flip: how much of the figure the mirror averaging earns
+        cnn_top1 = float(np.mean(cnn.predict(x_te, batch_size=500, verbose=0).argmax(1) == y_te))
+        result["ours"]["test_top1_cnn_alone"] = cnn_top1
     print("  ours:", json.dumps({k: v for k, v in result["ours"].items() if k != "history_val_accuracy"}))
 
     # the Labs 21 way on the same split
-    import keras
-
-    from quickdraw_cnn.model import build_cnn
-
-    split = Split.load(split_dir)
     keras.mixed_precision.set_global_policy("float32")
     keras.utils.set_random_seed(0)
     x_tr, y_tr = split.images("train").astype("float32"), split.labels("train")
     x_va, y_va = split.images("val").astype("float32"), split.labels("val")
-    x_te, y_te = split.images("test").astype("float32"), split.labels("test")
     model = build_cnn(len(split.class_names))
     model.compile(
         keras.optimizers.Adam(1e-3),
@@ -279,9 +289,11 @@ def bench_accuracy(args: argparse.Namespace) -> dict:
     hist = model.fit(x_tr, y_tr, batch_size=32, epochs=args.baseline_epochs, validation_data=(x_va, y_va), verbose=2)
     base_fit = time.perf_counter() - t
     loss, top1, top5 = model.evaluate(x_te, y_te, batch_size=256, verbose=0)
+    averaged = mirror_averaged(model).predict(x_te, batch_size=500, verbose=0)
     result["labs21_baseline"] = {
         "test_top1": top1,
         "test_top5": top5,
+        "test_top1_mirror_averaged": float(np.mean(averaged.argmax(1) == y_te)),
         "epochs": args.baseline_epochs,
         "fit_seconds_incl_validation": base_fit,
         "history_val_accuracy": hist.history["val_accuracy"],
@@ -375,8 +387,18 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64, help="our batch size for throughput (train_cnn.py's: 64)")
     p.add_argument("--steps-small", type=int, default=200, help="baseline steps per round (batch 32)")
     p.add_argument("--steps-large", type=int, default=30, help="our steps per round")
+    d = TrainConfig()
     p.add_argument(
-        "--dropout-scale", type=share, default=1.0, help="throughput part: ours with train_cnn.py's --dropout-scale"
+        "--dropout-scale",
+        type=share,
+        default=d.dropout_scale,
+        help="throughput part: ours with train_cnn.py's --dropout-scale (default: %(default)s, as train_cnn.py)",
+    )
+    p.add_argument(
+        "--augment",
+        choices=AUGMENTATIONS,
+        default=d.augment,
+        help="throughput part: ours with train_cnn.py's --augment (default: %(default)s, as train_cnn.py)",
     )
     p.add_argument("--xla", action="store_true", help="throughput part: also float32 with jit_compile=True")
     p.add_argument("--max-per-class", type=int, default=1000, help="accuracy part: real drawings per class, 0 = all")

@@ -62,6 +62,29 @@ def test_exported_architecture_names_only_plain_keras_layers() -> None:
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_mirror_averaged_model_means_the_drawing_and_its_mirror() -> None:
+    """--tta flip: the shipped model's answer is the mean of the CNN's for x and x mirrored left-right."""
+    import keras
+
+    from quickdraw_cnn.model import FusedBatchNormalization, build_cnn
+    from quickdraw_cnn.train import export_copy
+
+    x = np.random.default_rng(1).integers(0, 256, size=(6, 28, 28, 1)).astype("float32")
+    trained = build_cnn(7, batch_norm=FusedBatchNormalization)
+    shipped = export_copy(trained, "labs21", 7, tta="flip")
+    want = (np.asarray(trained(x)) + np.asarray(trained(x[:, :, ::-1]))) / 2
+    np.testing.assert_allclose(np.asarray(shipped(x)), want, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(shipped(x[:, :, ::-1])), want, atol=1e-6)  # mirror-invariant
+    assert not np.allclose(np.asarray(trained(x)), want, atol=1e-3)  # the trunk alone is not
+    assert shipped.count_params() - trained.count_params() == 28 * 28  # the fixed mirror, nothing else
+    assert len(shipped.trainable_weights) == len(trained.trainable_weights)
+    text = shipped.to_json()
+    assert "FusedBatchNormalization" not in text
+    reloaded = keras.models.model_from_json(text)
+    reloaded.set_weights(shipped.get_weights())
+    np.testing.assert_allclose(np.asarray(reloaded(x)), want, atol=1e-6)
+
+
 def test_dropout_scale_changes_training_only() -> None:
     """Scaled dropout: the Labs 21 rates times the scale; 0 trains without the noise, 1 keeps it."""
     import keras

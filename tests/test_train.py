@@ -95,6 +95,9 @@ def test_serialized_model_reloads_both_ways(trained: tuple[Path, dict], split_di
     np.testing.assert_allclose(pa, pc, atol=1e-6)
     assert pa.shape == (16, len(CLASSES))
     np.testing.assert_allclose(pa.sum(axis=1), 1.0, atol=1e-5)
+    # the default --tta flip: every reload answers the same for a drawing and its mirror image
+    np.testing.assert_allclose(np.asarray(b.predict(x[:, :, ::-1], verbose=0)), pa, atol=1e-6)
+    assert json.loads((out / "model_card.json").read_text())["training"]["tta"] == "flip"
 
 
 class Interrupt(Exception):
@@ -233,7 +236,11 @@ def test_library_callers_get_the_same_one_line_refusals(split_dir: Path, tmp_pat
     """The app team may call train() without the CLI's argparse checks: bad settings still fail cleanly."""
     from quickdraw_cnn.train import TrainConfig, TrainError, train
 
-    for bad, message in [({"dropout_scale": 1.5}, "--dropout-scale"), ({"augment": "twirl"}, "--augment")]:
+    for bad, message in [
+        ({"dropout_scale": 1.5}, "--dropout-scale"),
+        ({"augment": "twirl"}, "--augment"),
+        ({"tta": "rotate"}, "--tta"),
+    ]:
         with pytest.raises(TrainError, match=message):
             train(TrainConfig(split_dir=split_dir, out_dir=tmp_path / "m", verbose=0, **bad))
     assert not (tmp_path / "m").exists() and not (tmp_path / ".m-train").exists()
