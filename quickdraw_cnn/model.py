@@ -88,7 +88,7 @@ def mirror_averaged(trunk: keras.Model) -> keras.Model:
     """`trunk` answering for a drawing and its mirror image together: the mean of the two predictions.
 
     People draw a class facing either way and training mirrors half the drawings, so the two views are
-    equally valid, and their errors partly cancel (+0.3 points top-1 on average over ten models trained
+    equally valid, and their errors partly cancel (+0.3 points top-1 on average over twelve models trained
     on 20 real classes, at twice the inference cost: bench/bench_train.py). Plain Keras layers only, so
     model.json, model.h5 and ONNX stay loadable anywhere: the mirror is a fixed, non-trainable 28x28
     permutation (a Dense layer on the image's columns), exact in float32. The trunk's weights are
