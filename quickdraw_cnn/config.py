@@ -2,7 +2,7 @@
 
 The defaults are the configuration the benchmarks found best on 20 real classes (bench/bench_train.py):
 batch 64, AdamW (weight decay 0.2) warming up to 3e-3 then cosine decay, label smoothing 0.1, random
-left-right flips and small shifts/scales/rotations instead of dropout, 16 epochs, bfloat16 compute where
+left-right flips and small shifts/scales/rotations instead of dropout, 20 epochs, bfloat16 compute where
 the hardware has it, and an exported model that averages each drawing with its mirror image.
 """
 
@@ -25,7 +25,7 @@ class TrainConfig:
     out_dir: Path = Path("models")
     screenshots_dir: Path | None = Path("screenshots")
     work_dir: Path | None = None  # default: hidden sibling of out_dir, `.<out name>-train`
-    epochs: int = 16
+    epochs: int = 20
     batch_size: int = 64
     learning_rate: float = 3e-3
     warmup_epochs: float = 1.0
