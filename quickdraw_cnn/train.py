@@ -9,8 +9,9 @@ the memory maps, so memory stays bounded whatever the data size.
 Speed (bench/bench_train.py, 2-core AVX512_BF16 CPU): the fused batch norm and batch 64 train ~1.3x faster
 than the Labs 21 way (float32, batch 32), ~1.9x with bfloat16 compute (float32 master weights); XLA
 (jit_compile) is ~4x slower on CPU for this model, so it stays off. The exported model is float32 whatever
-the training precision. The defaults (`config.py`, chosen on validation accuracy over 20 real classes)
-reach 93.6% test top-1 (93.68% over seven runs) against 90.6% the Labs 21 way, in 0.91x its time.
+the training precision. The defaults (`config.py`: the recipe chosen on validation accuracy over 20 real
+classes, the epochs on the goal's time budget; bench/RESULTS.md) reach 93.6% test top-1 (93.68% over
+seven runs) against 90.6% the Labs 21 way, in 0.91x its time.
 
 Interruption is expected: the optimizer state, the epoch reached, the best weights and the history live
 in a work folder next to `--out`; running the same command again continues from the last finished epoch.
