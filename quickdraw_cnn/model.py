@@ -1,11 +1,16 @@
-"""The Labs 21 batch-norm/dropout CNN, taking raw uint8 drawings (0..255, 28x28x1)."""
+"""The Labs 21 batch-norm/dropout CNN, taking raw uint8 drawings (0..255, 28x28x1), and its training recipe.
+
+Plain Keras apart from the fused batch norm's TensorFlow op, so `build_cnn` and `compile_for_training`
+run on any Keras backend (bench/bench_gpu.py trains them on JAX, on a GPU machine without TensorFlow).
+"""
 
 from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import layers
+
+from .config import TrainConfig
 
 # 25.6 M multiply-adds forward per 28x28 drawing, ~3x that with the backward pass: for GFLOP/s figures
 FLOP_PER_TRAINED_DRAWING = 3 * 2 * 25.6e6
@@ -25,6 +30,8 @@ class FusedBatchNormalization(layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable) or mask is not None:
             return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf  # here, so the rest of this module runs on any Keras backend
+
         x = inputs if len(inputs.shape) == 4 else tf.reshape(inputs, [-1, 1, 1, inputs.shape[-1]])
         y, mean, unbiased_variance = tf.compat.v1.nn.fused_batch_norm(
             x, tf.cast(self.gamma, "float32"), tf.cast(self.beta, "float32"), epsilon=self.epsilon, is_training=True
@@ -82,6 +89,56 @@ def build_cnn(
         ],
         name="labs21_cnn",
     )
+
+
+def lr_schedule(peak: float, steps_per_epoch: int, epochs: int, warmup_epochs: float):
+    """Linear warm-up from peak/10 to `peak`, then cosine decay to peak/100 at the last epoch."""
+    total = max(1, steps_per_epoch * epochs)
+    warmup = min(int(steps_per_epoch * warmup_epochs), total // 2)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=peak / 10 if warmup else peak,
+        decay_steps=max(1, total - warmup),
+        alpha=0.01,
+        warmup_target=peak if warmup else None,
+        warmup_steps=warmup,
+    )
+
+
+def compile_for_training(
+    model: keras.Model,
+    config: TrainConfig,
+    steps_per_epoch: int,
+    jit_compile: bool | str = "auto",
+    steps_per_execution: int = 1,
+) -> keras.Model:
+    """`model` compiled with the configured optimizer, schedule, label smoothing and truthfully named
+    top-1/top-5 metrics. Plain Keras, so it runs on any Keras backend (bench/bench_gpu.py: JAX)."""
+    schedule = lr_schedule(config.learning_rate, steps_per_epoch, config.epochs, config.warmup_epochs)
+    if config.label_smoothing > 0:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+        metrics = [
+            keras.metrics.CategoricalAccuracy(name="accuracy"),
+            keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"),
+        ]
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        metrics = [
+            keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+            keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"),
+        ]
+    if config.weight_decay > 0:
+        optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay)
+        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate=schedule)
+    model.compile(
+        optimizer=optimizer,
+        loss=loss,
+        metrics=metrics,
+        jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
+    )
+    return model
 
 
 def mirror_averaged(trunk: keras.Model) -> keras.Model:

@@ -39,7 +39,13 @@ from . import report
 from .config import AUGMENTATIONS, PRECISIONS, STRATEGIES, TEST_TIME_AUGMENTATIONS, TrainConfig
 from .dataset import DatasetError, Split, gather, write_split
 from .files import write_text_atomic
-from .model import FLOP_PER_TRAINED_DRAWING, FusedBatchNormalization, build_cnn, mirror_averaged
+from .model import (
+    FLOP_PER_TRAINED_DRAWING,
+    FusedBatchNormalization,
+    build_cnn,
+    compile_for_training,
+    mirror_averaged,
+)
 
 ARCHITECTURES = {"labs21": build_cnn}
 WORK_STATE = "run.json"  # what the work folder was training, checked before resuming
@@ -231,49 +237,13 @@ def random_affine(
 # ---- model, schedule, callbacks -----------------------------------------------------------------
 
 
-def lr_schedule(peak: float, steps_per_epoch: int, epochs: int, warmup_epochs: float):
-    """Linear warm-up from peak/10 to `peak`, then cosine decay to peak/100 at the last epoch."""
-    total = max(1, steps_per_epoch * epochs)
-    warmup = min(int(steps_per_epoch * warmup_epochs), total // 2)
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=peak / 10 if warmup else peak,
-        decay_steps=max(1, total - warmup),
-        alpha=0.01,
-        warmup_target=peak if warmup else None,
-        warmup_steps=warmup,
-    )
-
-
 def build_model(config: TrainConfig, num_classes: int, steps_per_epoch: int, jit_compile: bool = False) -> keras.Model:
-    """The chosen architecture compiled with Adam, the schedule and truthfully named top-1/top-5 metrics."""
+    """The chosen architecture, training through the fused batch norm, compiled for training."""
     model = ARCHITECTURES[config.arch](
         num_classes, batch_norm=FusedBatchNormalization, dropout_scale=config.dropout_scale
     )
-    schedule = lr_schedule(config.learning_rate, steps_per_epoch, config.epochs, config.warmup_epochs)
-    if config.label_smoothing > 0:
-        loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
-        metrics = [
-            keras.metrics.CategoricalAccuracy(name="accuracy"),
-            keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"),
-        ]
-    else:
-        loss = keras.losses.SparseCategoricalCrossentropy()
-        metrics = [
-            keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-            keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"),
-        ]
-    if config.weight_decay > 0:
-        optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay)
-        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
-    else:
-        optimizer = keras.optimizers.Adam(learning_rate=schedule)
-    model.compile(
-        optimizer=optimizer,
-        loss=loss,
-        metrics=metrics,
-        jit_compile=jit_compile,  # XLA on CPU measured ~4x slower for this model (bench/bench_train.py)
-    )
-    return model
+    # XLA on CPU measured ~4x slower for this model (bench/bench_train.py), so jit_compile stays off
+    return compile_for_training(model, config, steps_per_epoch, jit_compile=jit_compile)
 
 
 class BestKeeper(keras.callbacks.Callback):

@@ -102,3 +102,20 @@ def test_dropout_scale_changes_training_only() -> None:
     assert rates[0.5] == [0.1, 0.15, 0.2, 0.25] and rates[1.0] == [0.2, 0.3, 0.4, 0.5]
     with pytest.raises(ValueError, match="dropout_scale"):
         build_cnn(5, dropout_scale=1.5)
+
+
+def test_model_module_imports_tensorflow_only_inside_the_fused_layer() -> None:
+    """bench/bench_gpu.py builds and compiles the model on Keras' JAX backend, on a GPU machine without
+    TensorFlow: a module-level `import tensorflow` in model.py, or in the package modules it imports,
+    would break it."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "quickdraw_cnn"
+    for module in ("model", "config"):
+        top_level = [n for n in ast.parse((package / f"{module}.py").read_text()).body]
+        absolute = [a.name for n in top_level if isinstance(n, ast.Import) for a in n.names]
+        absolute += [n.module for n in top_level if isinstance(n, ast.ImportFrom) and n.level == 0]
+        relative = {n.module for n in top_level if isinstance(n, ast.ImportFrom) and n.level > 0}
+        assert not [name for name in absolute if name.split(".")[0] == "tensorflow"], module
+        assert relative <= {"config"}, f"{module} imports {relative}: check those for TensorFlow too"
