@@ -79,7 +79,9 @@ def accelerator() -> str:
     return f"tensorflow {tf.__version__}: " + (", ".join(d.name for d in tf.config.list_logical_devices()))
 
 
-def train_one(name: str, arrays: dict, epochs: int, steps_per_execution: int = 1) -> dict:
+def train_one(
+    name: str, arrays: dict, epochs: int, steps_per_execution: int = 1, learning_rate: float | None = None
+) -> dict:
     """Train one configuration from scratch; drawings/s over the epochs after the first."""
     import keras
 
@@ -92,9 +94,10 @@ def train_one(name: str, arrays: dict, epochs: int, steps_per_execution: int = 1
     classes = len(arrays["class_names"])
     x, y = arrays["x_train"], arrays["y_train"].astype("int32")
     if recipe == "labs21":
+        peak_learning_rate = 1e-3  # constant
         model = build_cnn(classes)
         model.compile(
-            keras.optimizers.Adam(1e-3),
+            keras.optimizers.Adam(peak_learning_rate),
             "sparse_categorical_crossentropy",
             metrics=["accuracy"],
             steps_per_execution=steps_per_execution,
@@ -102,6 +105,9 @@ def train_one(name: str, arrays: dict, epochs: int, steps_per_execution: int = 1
         x = x.astype("float32")  # the Labs 21 way: float arrays in memory
     else:
         config = TrainConfig(batch_size=batch, precision=precision, epochs=epochs)
+        if learning_rate:
+            config.learning_rate = learning_rate
+        peak_learning_rate = config.learning_rate
         model = compile_for_training(
             build_cnn(classes, dropout_scale=config.dropout_scale),
             config,
@@ -132,6 +138,7 @@ def train_one(name: str, arrays: dict, epochs: int, steps_per_execution: int = 1
         "precision": precision,
         "batch_size": batch,
         "steps_per_execution": steps_per_execution,
+        "peak_learning_rate": peak_learning_rate,
         "epoch_seconds": [round(s, 3) for s in timer.seconds],
         "drawings_per_second": rate,
         "tflops": rate * FLOP_PER_TRAINED_DRAWING / 1e12,
@@ -152,6 +159,9 @@ def main() -> None:
         default=1,
         help="training steps per compiled call (Keras' compile option): fewer Python round trips per epoch",
     )
+    p.add_argument(
+        "--learning-rate", type=float, help="our configurations' peak learning rate (default: train_cnn.py's)"
+    )
     p.add_argument("--json", type=Path, help="also write the figures to this file")
     args = p.parse_args()
     if args.export:
@@ -168,7 +178,7 @@ def main() -> None:
     out = {"device": accelerator(), "train_drawings": len(arrays["x_train"]), "epochs": args.epochs, "results": {}}
     print(json.dumps({k: v for k, v in out.items() if k != "results"}), flush=True)
     for name in names:
-        out["results"][name] = train_one(name, arrays, args.epochs, args.steps_per_execution)
+        out["results"][name] = train_one(name, arrays, args.epochs, args.steps_per_execution, args.learning_rate)
         print(name, json.dumps(out["results"][name]), flush=True)
     base = out["results"].get("labs21_float32_b32", {}).get("drawings_per_second")
     for name, r in out["results"].items():
