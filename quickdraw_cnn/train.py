@@ -234,7 +234,7 @@ def random_affine(
     )
 
 
-# ---- model, schedule, callbacks -----------------------------------------------------------------
+# ---- model, callbacks ---------------------------------------------------------------------------
 
 
 def build_model(config: TrainConfig, num_classes: int, steps_per_epoch: int, jit_compile: bool = False) -> keras.Model:
