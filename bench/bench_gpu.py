@@ -31,6 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from quickdraw_cnn.config import TrainConfig  # noqa: E402
+
 CONFIGS = {
     # name: (precision, batch size, recipe)
     "labs21_float32_b32": ("float32", 32, "labs21"),
@@ -44,9 +46,12 @@ CONFIGS = {
 
 def export_arrays(split_dir: Path, path: Path) -> None:
     """Write the split's train and validation drawings (uint8) and labels into one .npz file."""
-    from quickdraw_cnn.dataset import Split
+    from quickdraw_cnn.dataset import DatasetError, Split
 
-    split = Split.load(split_dir)
+    try:
+        split = Split.load(split_dir)
+    except DatasetError as exc:
+        sys.exit(f"bench_gpu.py: {exc}")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(
@@ -79,13 +84,10 @@ def accelerator() -> str:
     return f"tensorflow {tf.__version__}: " + (", ".join(d.name for d in tf.config.list_logical_devices()))
 
 
-def train_one(
-    name: str, arrays: dict, epochs: int, steps_per_execution: int = 1, learning_rate: float | None = None
-) -> dict:
+def train_one(name: str, arrays: dict, epochs: int, steps_per_execution: int, learning_rate: float) -> dict:
     """Train one configuration from scratch; drawings/s over the epochs after the first."""
     import keras
 
-    from quickdraw_cnn.config import TrainConfig
     from quickdraw_cnn.model import FLOP_PER_TRAINED_DRAWING, build_cnn, compile_for_training
 
     precision, batch, recipe = CONFIGS[name]
@@ -104,10 +106,8 @@ def train_one(
         )
         x = x.astype("float32")  # the Labs 21 way: float arrays in memory
     else:
-        config = TrainConfig(batch_size=batch, precision=precision, epochs=epochs)
-        if learning_rate:
-            config.learning_rate = learning_rate
-        peak_learning_rate = config.learning_rate
+        peak_learning_rate = learning_rate
+        config = TrainConfig(batch_size=batch, precision=precision, epochs=epochs, learning_rate=learning_rate)
         model = compile_for_training(
             build_cnn(classes, dropout_scale=config.dropout_scale),
             config,
@@ -131,7 +131,7 @@ def train_one(
     timer = EpochTimer()
     model.fit(x, y, batch_size=batch, epochs=epochs, callbacks=[timer], verbose=0, shuffle=True)
     timed = timer.seconds[1:] or timer.seconds
-    rate = len(x) // batch * batch * len(timed) / sum(timed)
+    rate = len(x) * len(timed) / sum(timed)  # fit trains the last, partial batch too
     probs = model.predict(arrays["x_val"].astype("float32"), batch_size=1024, verbose=0)
     keras.mixed_precision.set_global_policy("float32")
     return {
@@ -160,7 +160,10 @@ def main() -> None:
         help="training steps per compiled call (Keras' compile option): fewer Python round trips per epoch",
     )
     p.add_argument(
-        "--learning-rate", type=float, help="our configurations' peak learning rate (default: train_cnn.py's)"
+        "--learning-rate",
+        type=float,
+        default=TrainConfig().learning_rate,
+        help="our configurations' peak learning rate (default: %(default)s, as train_cnn.py)",
     )
     p.add_argument("--json", type=Path, help="also write the figures to this file")
     args = p.parse_args()
@@ -174,7 +177,13 @@ def main() -> None:
     if args.epochs < 2:
         sys.exit("bench_gpu.py: --epochs must be at least 2 (the first compiles and is not timed)")
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    arrays = dict(np.load(args.arrays))
+    try:
+        arrays = dict(np.load(args.arrays))
+        missing = {"x_train", "y_train", "x_val", "y_val", "class_names"} - set(arrays)
+    except (OSError, ValueError) as exc:
+        sys.exit(f"bench_gpu.py: --arrays {args.arrays}: not an --export file ({exc})")
+    if missing:
+        sys.exit(f"bench_gpu.py: --arrays {args.arrays}: not an --export file (no {', '.join(sorted(missing))})")
     out = {"device": accelerator(), "train_drawings": len(arrays["x_train"]), "epochs": args.epochs, "results": {}}
     print(json.dumps({k: v for k, v in out.items() if k != "results"}), flush=True)
     for name in names:

@@ -113,7 +113,7 @@ def test_model_module_imports_tensorflow_only_inside_the_fused_layer() -> None:
 
     package = Path(__file__).resolve().parents[1] / "quickdraw_cnn"
     for module in ("model", "config"):
-        top_level = [n for n in ast.parse((package / f"{module}.py").read_text()).body]
+        top_level = ast.parse((package / f"{module}.py").read_text()).body
         absolute = [a.name for n in top_level if isinstance(n, ast.Import) for a in n.names]
         absolute += [n.module for n in top_level if isinstance(n, ast.ImportFrom) and n.level == 0]
         relative = {n.module for n in top_level if isinstance(n, ast.ImportFrom) and n.level > 0}
