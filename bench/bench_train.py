@@ -11,7 +11,8 @@
    baseline, ...) so a busy shared CPU slows all alike; the median of the rounds is reported. Also the
    achieved GFLOP/s (~153.6 MFLOP per trained drawing: 25.6 M multiply-adds forward, ~3x with backward)
    against what a large matrix product reaches on this CPU in that precision, and the share of a step
-   made of nothing but the model's convolutions (the ceiling for these kernels).
+   made of nothing but the model's convolutions (the ceiling for these kernels), with each kernel's
+   GFLOP/s.
 2. accuracy: the real drawings in ../shared/data/quickdraw-real/bitmaps (20 classes) through the
    project's chain (write_split -> train with the defaults) vs the same architecture trained the Labs 21
    way (Adam 1e-3, batch 32, no schedule, no augmentation, float32, --baseline-epochs) on the same split;
@@ -84,10 +85,11 @@ def best_seconds(op, *args, repeats: int, number: int) -> float:
 CONV_SHAPES = [(28, 1, 16), (28, 16, 32), (14, 32, 64), (14, 64, 64), (7, 64, 128), (7, 128, 128)]
 
 
-def conv_ceiling(batch: int, dtype: str) -> float:
+def conv_ceiling(batch: int, dtype: str) -> tuple[float, dict[str, float]]:
     """Drawings/s of a training step that did nothing but this model's convolutions (forward with ReLU,
     gradient to the input, gradient to the kernel and bias; TensorFlow's own kernels, best of 3): the
-    most any pipeline, optimizer or layer fusion could reach with these kernels on this CPU."""
+    most any pipeline, optimizer or layer fusion could reach with these kernels on this CPU. Also each
+    kernel's GFLOP/s ("14x14x32->64 kernel_gradient": ...), which shows where the kernels fall short."""
     import tensorflow as tf
 
     def forward(x, w, dy):
@@ -107,15 +109,20 @@ def conv_ceiling(batch: int, dtype: str) -> float:
         )
 
     seconds = 0.0
+    gflops = {}
     for size, cin, cout in CONV_SHAPES:
         args = [
             tf.cast(tf.random.normal(shape), dtype)
             for shape in [(batch, size, size, cin), (3, 3, cin, cout), (batch, size, size, cout)]
         ]
         # the first layer's input (the drawing) needs no gradient
-        for op in map(tf.function, [forward, kernel_gradient, bias_gradient] + [input_gradient] * (cin > 1)):
-            seconds += best_seconds(op, *args, repeats=3, number=20)
-    return batch / seconds
+        for op in [forward, kernel_gradient, bias_gradient] + [input_gradient] * (cin > 1):
+            t = best_seconds(tf.function(op), *args, repeats=3, number=20)
+            seconds += t
+            if op is not bias_gradient:
+                flop = 2 * batch * size * size * 9 * cin * cout
+                gflops[f"{size}x{size}x{cin}->{cout} {op.__name__}"] = flop / t / 1e9
+    return batch / seconds, gflops
 
 
 class BatchTimer:
@@ -213,8 +220,10 @@ def bench_throughput(args: argparse.Namespace) -> dict:
             rates[name].append(run(name))
             print(f"  round {r + 1}: {name}: {rates[name][-1]:.0f} drawings/s", flush=True)
     peak = cpu_peak()
-    ceilings = {(p, b): conv_ceiling(b, p) for p in ("float32", "bfloat16") for b in sorted({args.batch_size, 256})}
+    measured = {(p, b): conv_ceiling(b, p) for p in ("float32", "bfloat16") for b in sorted({args.batch_size, 256})}
+    ceilings = {key: rate for key, (rate, _) in measured.items()}
     peak["conv_only_drawings_per_second"] = {f"{p}_b{b}": v for (p, b), v in ceilings.items()}
+    peak["conv_kernel_gflops"] = {f"{p}_b{b}": layers for (p, b), (_, layers) in measured.items()}
     out = {"cpu": peak, "interleaved_rounds": args.rounds, "rates": rates, "median": {}}
     base = statistics.median(rates["labs21_baseline_b32"])
     for name in names:
