@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from quickdraw_cnn.categories import CategoryError, parse_categories
+from quickdraw_cnn.categories import CategoryError, category_names
 from quickdraw_cnn.cli import fraction, non_negative_int, positive_int
 from quickdraw_cnn.dataset import DatasetError, write_split
 
@@ -18,7 +18,12 @@ from quickdraw_cnn.dataset import DatasetError, write_split
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="data", help="folder of <class>.npy bitmap files (default: data)")
-    parser.add_argument("--out", default="data/split", help="folder to write the split into (default: data/split)")
+    parser.add_argument(
+        "--out",
+        default="data/split",
+        help="folder to write the split into, replacing the split there; refused when it holds anything "
+        "else (default: data/split)",
+    )
     parser.add_argument(
         "--max-per-class",
         type=positive_int,
@@ -33,11 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--categories",
         default=None,
-        help="only these classes: comma-separated names or a file, one per line (default: all in --data)",
+        help="only these classes (of the files in --data): comma-separated names or a file, one per line "
+        "(default: all in --data)",
     )
     args = parser.parse_args(argv)
     try:
-        categories = parse_categories(args.categories) if args.categories else None
+        categories = category_names(args.categories) if args.categories else None
         info = write_split(
             args.data,
             args.out,

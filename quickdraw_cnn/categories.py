@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -30,7 +31,10 @@ class RemoteFile:
 
 def read_list(path: str | Path) -> list[str]:
     """Names from a text file, one per line; blank lines and # comments ignored."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    try:  # utf-8-sig: a list saved by Windows Notepad starts with an invisible byte-order mark
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError:
+        raise CategoryError(f"{path}: not a UTF-8 text file") from None
     return [s for s in (line.strip() for line in lines) if s and not s.startswith("#")]
 
 
@@ -53,9 +57,10 @@ def file_stem(name: str) -> str:
     return name.replace(" ", "_")
 
 
-def validate(names: list[str]) -> list[str]:
-    """Check names against the pinned 345 (underscores accepted for spaces); return the real names."""
-    known = all_categories()
+def validate(names: list[str], known: Sequence[str] | None = None) -> list[str]:
+    """Check names against `known` (default: the pinned 345; underscores accepted for spaces, any case);
+    return the real names, each once."""
+    known = all_categories() if known is None else known
     by_stem = {file_stem(n).lower(): n for n in known}
     resolved = []
     for raw in names:
@@ -70,8 +75,8 @@ def validate(names: list[str]) -> list[str]:
     return resolved
 
 
-def parse_categories(spec: str | None, default: Path = STORY_SQUAD_100) -> list[str]:
-    """`--categories` value: comma-separated names, or a file of one name per line; None = default list."""
+def category_names(spec: str | None, default: Path = STORY_SQUAD_100) -> list[str]:
+    """`--categories` value as given: comma-separated names, or a file of one name per line; None = default."""
     if spec is None:
         names = read_list(default)
     elif Path(spec).is_file():
@@ -80,4 +85,9 @@ def parse_categories(spec: str | None, default: Path = STORY_SQUAD_100) -> list[
         names = [s for s in spec.split(",") if s.strip()]
     if not names:
         raise CategoryError("no categories given")
-    return validate(names)
+    return names
+
+
+def parse_categories(spec: str | None, default: Path = STORY_SQUAD_100) -> list[str]:
+    """`--categories` value checked against the data set's 345 classes (see `category_names`)."""
+    return validate(category_names(spec, default))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .categories import all_categories, file_stem
+from .categories import CategoryError, all_categories, file_stem, validate
 from .files import recover_interrupted, swap_dir
 from .npy_format import ROW_BYTES, NpyFormatError, open_bitmaps, read_header
 
@@ -62,12 +62,19 @@ def scan_data_dir(data_dir: str | os.PathLike, categories: list[str] | None = No
         files.append(ClassFile(class_name_from_file(path), path, rows, header_len))
     if not files:
         raise DatasetError(f"no .npy files in {data_dir} (run download_subset.py, or download_subset.py --synthetic)")
+    by_name: dict[str, ClassFile] = {}
+    for f in files:
+        if f.name in by_name:
+            raise DatasetError(
+                f"{by_name[f.name].path.name} and {f.path.name} in {data_dir} are both class '{f.name}'; keep one"
+            )
+        by_name[f.name] = f
     if categories is not None:
-        by_name = {f.name: f for f in files}
-        missing = [c for c in categories if c not in by_name]
-        if missing:
-            raise DatasetError(f"{data_dir}: no file for {', '.join(repr(m) for m in missing)}")
-        files = [by_name[c] for c in categories]
+        try:  # the folder's classes, not the pinned 345: a folder may hold classes of its own
+            names = validate(categories, known=sorted(by_name))
+        except CategoryError as exc:
+            raise DatasetError(f"{data_dir}: {exc}") from None
+        files = [by_name[c] for c in names]
     files.sort(key=lambda f: f.name)
     return files
 
@@ -125,10 +132,15 @@ def write_split(
     seed: int = 0,
     categories: list[str] | None = None,
 ) -> dict:
-    """Write the split index to `out_dir` atomically (a temporary folder renamed into place)."""
+    """Write the split index to `out_dir` atomically (a temporary folder renamed into place).
+
+    `out_dir` is replaced only when it is a split already (or absent): pointed by mistake at the data,
+    or at any other folder or file, it is refused rather than swapped away.
+    """
     files = scan_data_dir(data_dir, categories)
     index, used = make_index(files, max_per_class, val_fraction, test_fraction, seed)
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # a link to a split folder: write the split there
+    check_split_target(out_dir, Path(data_dir))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     data_ref = os.path.relpath(Path(data_dir).resolve(), out_dir.resolve())
     info = {
@@ -153,6 +165,17 @@ def write_split(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return info
+
+
+def check_split_target(out_dir: Path, data_dir: Path) -> None:
+    """Refuse an `--out` that is not a split folder: writing a split replaces the whole folder."""
+    data, out = Path(data_dir).resolve(), out_dir.resolve()
+    if out == data or out in data.parents:
+        raise DatasetError(f"--out {out_dir} would replace the data folder {data_dir}; choose a folder of its own")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DatasetError(f"--out {out_dir} is a file, not a split folder; refusing to replace it")
+    if out_dir.is_dir() and not (out_dir / SPLIT_FILE).is_file() and any(out_dir.iterdir()):
+        raise DatasetError(f"--out {out_dir} holds other files and no {SPLIT_FILE}; refusing to replace it")
 
 
 def advise_random(bitmaps: Sequence[np.ndarray]) -> None:

@@ -29,7 +29,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -41,8 +41,14 @@ import urllib3
 from tqdm import tqdm
 
 from quickdraw_cnn import categories as cat
+from quickdraw_cnn.cli import non_negative_float, non_negative_int, positive_float, positive_int
 from quickdraw_cnn.files import write_text_atomic
 from quickdraw_cnn.npy_format import ROW_BYTES, NpyFormatError, parse_header, read_header
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; runs into one folder at a time there
+    fcntl = None
 
 DEFAULT_SUBSET_ROWS = 4000  # what Labs 21 trained on: 100 classes x 4,000 drawings (~314 MB)
 DEFAULT_DATASET_ROWS = 10000  # 345 classes x 10,000 drawings = 2.7 GB instead of ~39.5 GB whole
@@ -52,6 +58,9 @@ CHUNK = 256 * 1024
 DISK_MARGIN = 64 * 1024 * 1024
 MANIFEST_NAME = "manifest.json"
 EXIT_FAILED, EXIT_USAGE, EXIT_CANNOT_START, EXIT_INTERRUPTED = 1, 2, 3, 130
+MAX_WORKERS = 64  # each is a thread with its own connection and progress bar
+MAX_SECONDS = 3600.0  # for --timeout and --backoff: beyond an hour is a typo, and the OS refuses ~1e9
+MAX_SYNTHETIC_ROWS = 200_000  # one class is generated in memory (784 bytes a drawing): 157 MB at most
 
 
 class DownloadError(RuntimeError):
@@ -191,10 +200,26 @@ def read_manifest(out_dir: Path) -> dict[str, dict]:
         return {}
 
 
+@contextlib.contextmanager
+def _manifest_locked(out_dir: Path) -> Iterator[None]:
+    """Held while the manifest is read, changed and written: by this process's threads, and by other
+    runs into the same folder (an advisory lock on the folder itself, where the OS has flock)."""
+    with _manifest_lock:
+        if fcntl is None:
+            yield
+            return
+        fd = os.open(out_dir, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+
 def record_files(out_dir: Path, entries: Sequence[dict]) -> None:
     """Add or replace entries in `<out>/manifest.json`, written atomically (temp file + rename)."""
     out_dir = Path(out_dir)
-    with _manifest_lock:
+    with _manifest_locked(out_dir):
         files = read_manifest(out_dir)
         for entry in entries:
             files[entry["file"]] = entry
@@ -359,7 +384,8 @@ class _Fetcher:
             self.body = self.job.have * ROW_BYTES
             self.expected_total = entry.get("remote_bytes")
             self._write_note(self.expected_total)
-            claim = self.ctx.max_rows or entry.get("remote_rows") or 0
+            remote_rows = entry.get("remote_rows")
+            claim = min(filter(None, (self.ctx.max_rows, remote_rows)), default=0)
             self._set_part_header(max(claim, self.have + 1))  # never loadable until finished
 
     def _write_note(self, remote_bytes: int | None) -> None:
@@ -809,6 +835,27 @@ def _rows_arg(text: str) -> int | None:
     return value or None
 
 
+def _base_url_arg(text: str) -> str:
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - parsing the port is what checks it
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a URL: {text!r} ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"must be an http:// or https:// URL, got {text!r}")
+    return text
+
+
+def _at_most(convert: Callable[[str], float], limit: float, what: str) -> Callable[[str], float]:
+    def check(text: str) -> float:
+        value = convert(text)
+        if value > limit:
+            raise argparse.ArgumentTypeError(f"must be at most {limit:g} {what}, got {text}")
+        return value
+
+    return check
+
+
 def build_parser(prog: str, description: str, default_categories: Path, default_rows: int) -> argparse.ArgumentParser:
     """The option set shared by download_subset.py and download_dataset.py (only the defaults differ)."""
     p = argparse.ArgumentParser(
@@ -833,37 +880,45 @@ def build_parser(prog: str, description: str, default_categories: Path, default_
     p.add_argument(
         "--max-per-class",
         type=_rows_arg,
-        default=default_rows,
+        default=argparse.SUPPRESS,  # unset tells --synthetic to use its own default
         metavar="N",
         help=f"fetch only the first N drawings of each class with an HTTP Range request (default {default_rows:,}); "
         "'all' (or 0) fetches whole files (~100 MB each) verified against the pinned SHA-256. Asking later "
-        "for more rows fetches only the missing ones",
+        f"for more rows fetches only the missing ones. With --synthetic: drawings per class (default 2,000, "
+        f"at most {MAX_SYNTHETIC_ROWS:,})",
     )
     p.add_argument("--out", type=Path, default=Path("data"), metavar="DIR", help="output folder (default: data)")
     p.add_argument(
         "--base-url",
+        type=_base_url_arg,
         default=cat.OFFICIAL_BASE_URL,
         metavar="URL",
         help="where <URL-encoded name>.npy files are served (a mirror; default: the official bucket)",
     )
-    p.add_argument("--workers", type=int, default=8, metavar="N", help="parallel downloads (default 8)")
+    p.add_argument(
+        "--workers",
+        type=_at_most(positive_int, MAX_WORKERS, "workers"),
+        default=8,
+        metavar="N",
+        help=f"parallel downloads (default 8, at most {MAX_WORKERS})",
+    )
     p.add_argument(
         "--retries",
-        type=int,
+        type=non_negative_int,
         default=5,
         metavar="N",
         help="retries per class on timeouts, resets and 5xx errors, with exponential backoff (default 5)",
     )
     p.add_argument(
         "--backoff",
-        type=float,
+        type=_at_most(non_negative_float, MAX_SECONDS, "seconds"),
         default=1.0,
         metavar="SECONDS",
         help="wait before the first retry, doubled each time (default 1.0)",
     )
     p.add_argument(
         "--timeout",
-        type=float,
+        type=_at_most(positive_float, MAX_SECONDS, "seconds"),
         default=30.0,
         metavar="SECONDS",
         help="network timeout per connection/read (default 30)",
@@ -874,28 +929,40 @@ def build_parser(prog: str, description: str, default_categories: Path, default_
         help="offline: write synthetic doodles in the same layout instead of downloading (default classes: "
         "the generator's simple shapes; --max-per-class sets drawings per class)",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed for --synthetic (default 0)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed for --synthetic (default 0)")
     return p
 
 
-def _synthetic(args: argparse.Namespace, rows_given: bool) -> int:
-    from quickdraw_cnn.synthetic import write_synthetic  # lazy: only this branch needs the renderer
+def _synthetic(args: argparse.Namespace) -> int:
+    from quickdraw_cnn import synthetic  # lazy: only this branch needs the renderer
 
-    names = None if args.categories is None else cat.parse_categories(args.categories)
-    kwargs: dict[str, object] = {"categories": names, "seed": args.seed}
-    if rows_given and args.max_per_class is not None:
-        kwargs["per_class"] = args.max_per_class
-    args.out.mkdir(parents=True, exist_ok=True)
-    paths = [Path(p) for p in write_synthetic(args.out, **kwargs)]
-    by_stem = {cat.file_stem(n): n for n in cat.all_categories()}
-    entries = []
-    for path in paths:
-        rows, _ = read_header(path)
-        name = by_stem.get(path.stem, path.stem)
-        entries.append(_entry(name, path, "synthetic", rows, True, seed=args.seed))
-    record_files(args.out, entries)
+    rows = getattr(args, "max_per_class", 2000)
+    if rows is None or rows > MAX_SYNTHETIC_ROWS:
+        print(f"error: --synthetic writes 1 to {MAX_SYNTHETIC_ROWS:,} drawings per class", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        names = synthetic.check_categories(
+            synthetic.SYNTHETIC_CATEGORIES if args.categories is None else cat.parse_categories(args.categories)
+        )
+    except (cat.CategoryError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    entries: list[dict] = []
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        need, free = len(names) * rows * ROW_BYTES, shutil.disk_usage(args.out).free
+        if need + DISK_MARGIN > free:
+            raise DownloadError(f"not enough disk space: need {_human(need)}, {_human(free)} free")
+        for name in names:  # one class at a time, each on record as soon as it is written
+            (path,) = synthetic.write_synthetic(args.out, [name], per_class=rows, seed=args.seed)
+            entries.append(_entry(name, Path(path), "synthetic", rows, True, seed=args.seed))
+            record_files(args.out, entries[-1:])
+    except (DownloadError, OSError) as exc:
+        done = f" ({len(entries)} of {len(names)} classes written)" if entries else ""
+        print(f"error: cannot write to {args.out}{done}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+        return EXIT_CANNOT_START
     total = sum(e["rows"] for e in entries)
-    print(f"wrote {len(paths)} synthetic classes ({total:,} drawings) to {args.out}")
+    print(f"wrote {len(entries)} synthetic classes ({total:,} drawings) to {args.out}")
     return 0
 
 
@@ -911,22 +978,23 @@ def main(
     parser = build_parser(prog or "download", description or __doc__.split("\n\n")[0], default_categories, default_rows)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
-    rows_given = any(a == "--max-per-class" or a.startswith("--max-per-class=") for a in argv)
+    if args.synthetic:
+        return _synthetic(args)
     try:
-        if args.synthetic:
-            return _synthetic(args, rows_given)
         names = cat.parse_categories(args.categories, default=default_categories)
-    except (cat.CategoryError, OSError, ValueError) as exc:
+    except (cat.CategoryError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if args.workers < 1 or args.retries < 0:
-        print("error: --workers must be >= 1 and --retries >= 0", file=sys.stderr)
-        return EXIT_USAGE
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"error: cannot create the output folder {args.out} ({exc.strerror or exc})", file=sys.stderr)
+        return EXIT_CANNOT_START
     try:
         report = download(
             names,
             args.out,
-            max_rows=args.max_per_class,
+            max_rows=getattr(args, "max_per_class", default_rows),
             base_url=args.base_url,
             workers=args.workers,
             retries=args.retries,
@@ -935,6 +1003,9 @@ def main(
         )
     except DownloadError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_START
+    except OSError as exc:  # the output folder itself (per-class errors are in the report)
+        print(f"error: {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_CANNOT_START
     except KeyboardInterrupt:
         print("interrupted: finished files are kept, .part files resume on the next run", file=sys.stderr)

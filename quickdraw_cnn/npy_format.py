@@ -56,12 +56,17 @@ def parse_header(data: bytes) -> tuple[int, int]:
         raise NpyFormatError("corrupt .npy header") from exc
     if not isinstance(header, dict) or {"descr", "fortran_order", "shape"} - header.keys():
         raise NpyFormatError("corrupt .npy header")
-    if np.dtype(header["descr"]) != np.uint8:
+    try:
+        dtype = np.dtype(header["descr"])
+    except (TypeError, ValueError):
+        raise NpyFormatError(f"unknown dtype {header['descr']!r}, expected uint8") from None
+    if dtype != np.uint8:
         raise NpyFormatError(f"dtype is {header['descr']}, expected uint8")
     if header["fortran_order"]:
         raise NpyFormatError("Fortran order, expected C order")
     shape = header["shape"]
-    if not (isinstance(shape, tuple) and len(shape) == 2 and shape[1] == ROW_BYTES and shape[0] >= 0):
+    rows_ok = isinstance(shape, tuple) and len(shape) == 2 and type(shape[0]) is int and shape[0] >= 0
+    if not (rows_ok and shape[1] == ROW_BYTES):
         raise NpyFormatError(f"shape is {shape}, expected (N, {ROW_BYTES})")
     return int(shape[0]), start + size
 
@@ -96,7 +101,11 @@ def write_bitmaps(path: str | os.PathLike, rows: np.ndarray) -> None:
     rows = np.ascontiguousarray(rows, dtype=np.uint8).reshape(-1, ROW_BYTES)
     path = Path(path)
     tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as f:
-        f.write(header_bytes(len(rows)))
-        f.write(rows.tobytes())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(header_bytes(len(rows)))
+            f.write(rows.tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk or Ctrl-C leaves nothing half-written behind
+        raise

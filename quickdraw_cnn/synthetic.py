@@ -177,7 +177,7 @@ _SHAPES: dict[str, tuple[Callable[[np.random.Generator], Points | list[Points]],
 SYNTHETIC_CATEGORIES: tuple[str, ...] = tuple(sorted(_SHAPES))
 
 
-def _check(names: Iterable[str]) -> list[str]:
+def check_categories(names: Iterable[str]) -> list[str]:
     """Real names (underscores accepted) of supported shapes; ValueError naming any other."""
     resolved = []
     for name in names:
@@ -191,7 +191,7 @@ def _check(names: Iterable[str]) -> list[str]:
 
 def generate_strokes(name: str, rng: np.random.Generator) -> list[list[list[float]]]:
     """One jittered drawing of `name` as raw strokes [[xs], [ys]] in canvas pixel coordinates."""
-    (name,) = _check([name])
+    (name,) = check_categories([name])
     make, closed, spread, stretch = _SHAPES[name]
     made = make(rng)
     path, extra = (made[0], made[1:]) if isinstance(made, list) else (made, [])
@@ -214,7 +214,7 @@ def generate_strokes(name: str, rng: np.random.Generator) -> list[list[list[floa
 
 def generate_class(name: str, n: int, rng: np.random.Generator) -> np.ndarray:
     """uint8 (n, 784) bitmaps of `name`, rendered exactly like the data set's."""
-    (name,) = _check([name])
+    (name,) = check_categories([name])
     out = np.empty((n, ROW_BYTES), dtype=np.uint8)
     for i in range(n):
         out[i] = render_strokes(prepare_strokes(generate_strokes(name, rng))).ravel()
@@ -233,7 +233,7 @@ def write_synthetic(
     seed: int = 0,
 ) -> list[Path]:
     """Write `<out_dir>/<stem>.npy` for each shape (the downloader's layout); deterministic per seed."""
-    names = _check(SYNTHETIC_CATEGORIES if categories is None else categories)
+    names = check_categories(SYNTHETIC_CATEGORIES if categories is None else categories)
     if per_class < 1:
         raise ValueError(f"per_class must be at least 1, got {per_class}")
     out = Path(out_dir)

@@ -219,3 +219,70 @@ def test_data_scripts_never_import_tensorflow(script: str, data_dir: Path, tmp_p
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert "IMPORTED []" in result.stdout
+
+
+def test_out_that_is_not_a_split_is_refused_and_left_alone(data_dir: Path, tmp_path: Path) -> None:
+    """Writing a split replaces the --out folder whole: pointed at the data or anything else, it must refuse."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "notes.txt").write_text("keep me")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep me too")
+    before = sorted(p.name for p in data_dir.iterdir())
+    cases = {
+        str(data_dir): "would replace the data folder",
+        str(tmp_path): "would replace the data folder",  # a folder holding the data
+        str(notes): "holds other files and no split.json",
+        str(a_file): "is a file, not a split folder",
+        str(data_dir / "cat.npy"): "is a file, not a split folder",
+    }
+    for out, message in cases.items():
+        result = run_cli("--data", str(data_dir), "--out", out)
+        assert result.returncode == 1 and message in result.stderr, (out, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in data_dir.iterdir()) == before
+    assert (notes / "notes.txt").read_text() == "keep me" and a_file.read_text() == "keep me too"
+    assert not list(tmp_path.glob(".*old*")) and not list(tmp_path.glob(".notes.*"))
+    split = data_dir / "split"  # inside the data folder is fine (the default: data/split)
+    assert run_cli("--data", str(data_dir), "--out", str(split)).returncode == 0
+    assert run_cli("--data", str(data_dir), "--out", str(split), "--seed", "3").returncode == 0
+    assert Split.load(split).class_names == ["The Eiffel Tower", "alarm clock", "cat", "zigzag"]
+
+
+def test_two_files_of_one_class_are_refused(data_dir: Path, tmp_path: Path) -> None:
+    write_bitmaps(data_dir / "alarm clock.npy", encoded_rows(9, 100))
+    result = run_cli("--data", str(data_dir), "--out", str(tmp_path / "s"))
+    assert result.returncode == 1 and not (tmp_path / "s").exists()
+    assert "alarm clock.npy and alarm_clock.npy" in result.stderr and "both class 'alarm clock'" in result.stderr
+
+
+def test_categories_are_the_data_folders_own_names(data_dir: Path, tmp_path: Path) -> None:
+    """A class outside the 345 can be chosen; a list saved with a byte-order mark works; bad text is refused."""
+    write_bitmaps(data_dir / "my_robot.npy", encoded_rows(7, 100))
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes(b"\xef\xbb\xbfmy robot\r\nCAT\r\n")
+    result = run_cli("--data", str(data_dir), "--out", str(tmp_path / "s"), "--categories", str(bom))
+    assert result.returncode == 0, result.stderr
+    assert Split.load(tmp_path / "s").class_names == ["cat", "my robot"]
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("caf\xe9\n".encode("latin-1"))
+    result = run_cli("--data", str(data_dir), "--out", str(tmp_path / "t"), "--categories", str(latin1))
+    assert result.returncode == 1 and result.stderr.strip().endswith("latin1.txt: not a UTF-8 text file")
+    result = run_cli("--data", str(data_dir), "--out", str(tmp_path / "t"), "--categories", "my robto")
+    assert result.returncode == 1 and "unknown category 'my robto', did you mean 'my robot'?" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"descr": "xyz", "fortran_order": False, "shape": (3, 784)},
+        {"descr": "|u1", "fortran_order": False, "shape": (3.5, 784)},
+        {"descr": "|u1", "fortran_order": False, "shape": (-3, 784)},
+    ],
+)
+def test_a_nonsense_header_names_the_file(data_dir: Path, tmp_path: Path, header: dict) -> None:
+    body = repr(header).encode("latin1")
+    body += b" " * (-(10 + len(body) + 1) % 64) + b"\n"
+    (data_dir / "dog.npy").write_bytes(b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body + bytes(3 * 784))
+    result = run_cli("--data", str(data_dir), "--out", str(tmp_path / "s"))
+    assert result.returncode == 1 and "dog.npy" in result.stderr and len(result.stderr.strip().splitlines()) == 1

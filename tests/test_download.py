@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -332,3 +333,114 @@ def test_cli_synthetic_writes_the_same_layout_offline(tmp_path: Path) -> None:
         assert open_bitmaps(f).shape == (20, 784)
         assert manifest[f.name]["source"] == "synthetic" and manifest[f.name]["rows"] == 20
     json.loads((out / "manifest.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["--timeout", "0"], "--timeout"),
+        (["--timeout", "nan"], "--timeout"),
+        (["--timeout", "1e300"], "--timeout"),
+        (["--backoff", "-1"], "--backoff"),
+        (["--backoff", "1e300"], "--backoff"),
+        (["--workers", "0"], "--workers"),
+        (["--workers", "100000000"], "--workers"),
+        (["--retries", "-1"], "--retries"),
+        (["--base-url", "http://[::1"], "--base-url"),
+        (["--base-url", "ftp://example.org/x"], "--base-url"),
+        (["--synthetic", "--seed", "-1"], "--seed"),
+    ],
+)
+def test_cli_bad_numbers_and_urls_are_refused_before_anything_starts(
+    tmp_path: Path, args: list[str], option: str
+) -> None:
+    run = _cli("--categories", "cat", "--out", str(tmp_path / "d"), *args)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert f"argument {option}" in run.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "d").exists()
+
+
+def test_cli_out_that_cannot_be_a_folder_is_one_clear_line(npy_server: NpyServer, tmp_path: Path) -> None:
+    npy_server.add_file("cat", 50)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for args in (["--categories", "cat", "--base-url", npy_server.base_url], ["--categories", "line", "--synthetic"]):
+        run = _cli("--out", str(a_file), "--max-per-class", "10", *args)
+        assert run.returncode == 3 and "Traceback" not in run.stderr, run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1 and str(a_file) in run.stderr
+    assert a_file.read_text() == "x"
+
+
+def test_cli_synthetic_rows(tmp_path: Path) -> None:
+    """--synthetic takes --max-per-class however it is spelled, and refuses what it cannot write."""
+    run = _cli("--synthetic", "--categories", "line", "--max", "5", "--out", str(tmp_path / "a"))
+    assert run.returncode == 0, run.stderr
+    assert open_bitmaps(tmp_path / "a" / "line.npy").shape == (5, 784)
+    run = _cli("--synthetic", "--categories", "line", "--out", str(tmp_path / "b"))
+    assert run.returncode == 0 and open_bitmaps(tmp_path / "b" / "line.npy").shape == (2000, 784)
+    for rows in ("all", "0", "100000000000"):
+        run = _cli("--synthetic", "--categories", "line", "--max-per-class", rows, "--out", str(tmp_path / "c"))
+        assert run.returncode == 2 and run.stderr.strip() == "error: --synthetic writes 1 to 200,000 drawings per class"
+    run = _cli("--synthetic", "--categories", "line,cat", "--out", str(tmp_path / "c"))
+    assert run.returncode == 2 and "no synthetic generator for category 'cat'" in run.stderr
+    assert not (tmp_path / "c").exists()
+
+
+def test_synthetic_on_a_full_disk_keeps_what_it_wrote_on_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "data"
+    monkeypatch.setattr(dl.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 10**6, 10**6))
+    assert dl.main(["--synthetic", "--categories", "line,star", "--out", str(out)]) == dl.EXIT_CANNOT_START
+    assert "not enough disk space" in capsys.readouterr().err and list(out.iterdir()) == []
+    monkeypatch.undo()
+    real_replace = os.replace
+
+    def full_after_first(src: object, dst: object) -> None:  # the second class's file hits a full disk
+        if str(dst).endswith("star.npy"):
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr("quickdraw_cnn.npy_format.os.replace", full_after_first)
+    assert dl.main(["--synthetic", "--categories", "line,star", "--out", str(out)]) == dl.EXIT_CANNOT_START
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("(1 of 2 classes written): No space left on device"), err
+    assert sorted(p.name for p in out.iterdir()) == ["line.npy", "manifest.json"]  # no star.npy.part left
+    assert list(dl.read_manifest(out)) == ["line.npy"]
+
+
+def test_unknown_dtype_on_the_server_fails_that_class_only(npy_server: NpyServer, tmp_path: Path) -> None:
+    npy_server.add_file("cat", 100)
+    body = repr({"descr": "xyz", "fortran_order": False, "shape": (100, 784)}).encode("latin1")
+    body += b" " * (-(10 + len(body) + 1) % 64) + b"\n"
+    header = b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body
+    (npy_server.root / "dog.npy").write_bytes(header + bytes(100 * 784))
+    report = fetch(npy_server, tmp_path / "data", ["cat", "dog"], 50)
+    assert report.failed == ["dog"] and "unknown dtype 'xyz'" in report.results[1].error
+    assert np.load(tmp_path / "data" / "cat.npy").shape == (50, 784)
+
+
+def test_extending_to_an_absurd_row_count_gives_the_whole_file(npy_server: NpyServer, tmp_path: Path) -> None:
+    npy_server.add_file("cat", 300)
+    out = tmp_path / "data"
+    assert fetch(npy_server, out, ["cat"], 10).failed == []
+    assert fetch(npy_server, out, ["cat"], 10**20).failed == []
+    assert (out / "cat.npy").read_bytes() == (npy_server.root / "cat.npy").read_bytes()
+
+
+def test_two_runs_into_one_folder_keep_every_manifest_entry(tmp_path: Path) -> None:
+    """Each run rewrites the manifest from what it read: without a lock across processes, entries get lost."""
+    out = tmp_path / "data"
+    out.mkdir()
+    code = (
+        "import sys; from pathlib import Path; from quickdraw_cnn import download as dl\n"
+        "out, tag = Path(sys.argv[1]), sys.argv[2]\n"
+        "for i in range(40):\n"
+        "    dl.record_files(out, [{'file': f'{tag}{i}.npy', 'rows': i}])\n"
+    )
+    runs = [
+        subprocess.Popen([sys.executable, "-c", code, str(out), tag], cwd=ROOT, stderr=subprocess.PIPE)
+        for tag in ("a", "b", "c")
+    ]
+    assert all(run.wait(timeout=60) == 0 for run in runs), [run.stderr.read() for run in runs]
+    assert len(dl.read_manifest(out)) == 120
