@@ -70,6 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as exc:
         print(f"error: backend {args.backend} unavailable ({exc})", file=sys.stderr)
         return 2
+    if args.save_preprocessed:
+        try:  # before the first file, so a bad path is one line, not a traceback mid-way
+            args.save_preprocessed.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            why = "exists and is not a folder" if isinstance(exc, FileExistsError) else exc.strerror or exc
+            print(f"error: --save-preprocessed {args.save_preprocessed}: {why}", file=sys.stderr)
+            return 2
 
     results: list[dict] = []
     bitmaps, slots, used = [], [], set()
@@ -85,7 +92,6 @@ def main(argv: list[str] | None = None) -> int:
         results.append({"file": name})
         bitmaps.append(bitmap)
         if args.save_preprocessed:
-            args.save_preprocessed.mkdir(parents=True, exist_ok=True)
             stem, n = Path(name).name, 1
             while f"{stem}.png" in used:
                 n += 1
@@ -113,4 +119,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # the reader went away (`... --json | head`): nothing left to tell it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush is quiet too
+        sys.exit(141)

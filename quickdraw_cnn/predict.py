@@ -8,8 +8,8 @@
 Model folders: this project's (model.json + model.h5 + class_names.txt [+ model.onnx, model.keras,
 model_card.json]) and the Labs 21 Keras 2.3.1 files (their model.json is rewritten into a Keras 3 config
 and the weights are read from model.h5 by layer name). The input convention (0..255 uint8 for this
-project's models, 0..1 floats for Labs 21) comes from model_card.json, or, without one, from model.json
-(a Keras 2 file or a model without a Rescaling layer takes 0..1).
+project's models, 0..1 floats for Labs 21) comes from model_card.json when it matches the folder, else
+from model.json (a Keras 2 file or a model without a Rescaling layer takes 0..1).
 
 TensorFlow is imported only by the "tf" backend: the "onnx" backend needs numpy, Pillow and onnxruntime.
 """
@@ -43,38 +43,90 @@ def display_name(name: str) -> str:
 
 
 def read_class_names(model_dir: Path) -> list[str]:
+    """class_names.txt in output order; utf-8-sig because editors on Windows add a BOM."""
     path = model_dir / "class_names.txt"
     try:
-        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ModelError(f"{model_dir}: no class_names.txt (not a model folder?)") from None
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: unreadable ({_short(exc)})") from None
+    names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
         raise ModelError(f"{path}: no class names")
     return [display_name(n) for n in names]
 
 
-def input_scale(model_dir: Path) -> float:
-    """Factor from 0..255 pixels to what the model expects: 1.0 (this project) or 1/255 (Labs 21)."""
+def read_model_json(path: Path) -> dict:
+    """model.json as a dict; anything else (binary, not JSON, a JSON list) is a ModelError naming it."""
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: not a readable Keras model.json ({_short(exc)})") from None
+    if not isinstance(cfg, dict):
+        raise ModelError(f"{path}: not a Keras model config (a JSON {type(cfg).__name__}, not an object)")
+    return cfg
+
+
+def input_scale(model_dir: Path, class_names: list[str] | None = None) -> float:
+    """Factor from 0..255 pixels to what the model expects: 1.0 (this project) or 1/255 (Labs 21).
+
+    model_card.json says so when it describes this folder; a card left over from another model (other
+    classes, or next to a Keras 2 model.json it cannot have described) is ignored with a warning, and
+    the answer comes from model.json: a Keras 2 file or a model without a Rescaling layer takes 0..1.
+    """
     card_path = model_dir / "model_card.json"
     if card_path.exists():
         try:
             card = json.loads(card_path.read_text(encoding="utf-8"))
             hi = float(card["input"]["range"][1])
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
-            raise ModelError(f"{card_path}: unreadable input convention ({exc})") from None
-        return hi / 255.0 if hi > 0 else 1.0
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+            raise ModelError(f"{card_path}: unreadable input convention ({_short(exc)})") from None
+        names = read_class_names(model_dir) if class_names is None else class_names
+        conflict = _card_conflict(card, model_dir, names)
+        if conflict is None:
+            return hi / 255.0 if hi > 0 else 1.0
+        print(f"warning: {card_path} ignored: {conflict}; input range taken from model.json", file=sys.stderr)
     json_path = model_dir / "model.json"
     if json_path.exists():
-        text = json_path.read_text(encoding="utf-8")
-        if _is_keras2(json.loads(text)) or '"Rescaling"' not in text:
+        cfg = read_model_json(json_path)
+        if _is_keras2(cfg) or '"Rescaling"' not in json.dumps(cfg):
             return 1.0 / 255.0
     return 1.0
 
 
-def _is_keras2(cfg: dict) -> bool:
+def _card_conflict(card: dict, model_dir: Path, names: list[str]) -> str | None:
+    """Why the card does not describe this folder (None when it does): the files were replaced after export."""
+    classes, num = card.get("classes"), card.get("num_classes")
+    if isinstance(classes, list) and [display_name(str(c)) for c in classes] != names:
+        return f"its {len(classes)} classes are not the {len(names)} of class_names.txt"
+    if isinstance(num, int) and num != len(names):
+        return f"it says {num} classes, class_names.txt lists {len(names)}"
+    json_path = model_dir / "model.json"
+    files = card.get("files")
+    if json_path.is_file() and (not isinstance(files, list) or "model.json" in files):
+        try:
+            keras2 = _is_keras2(read_model_json(json_path))
+        except ModelError:
+            keras2 = False  # loading it says what is wrong; the ONNX backend never needs it
+        if keras2:
+            return "model.json is a Keras 2 file, not the export it describes"
+    return None
+
+
+def _is_keras2(cfg: Any) -> bool:
+    if not isinstance(cfg, dict):
+        return False
     return str(cfg.get("keras_version", "")).startswith(("2.", "1.")) or "batch_input_shape" in json.dumps(
         cfg.get("config", {})
     )
+
+
+def _short(exc: BaseException) -> str:
+    """An exception as one short line (UnicodeDecodeError and h5py messages run long)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror  # the path is already in the message
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
 
 
 # ----------------------------------------------------------------------------------------------- TF path
@@ -173,13 +225,14 @@ def load_keras_model(model_dir: Path) -> Any:
     json_path, h5_path, keras_path = model_dir / "model.json", model_dir / "model.h5", model_dir / "model.keras"
     try:
         if json_path.exists() and h5_path.exists():
-            text = json_path.read_text(encoding="utf-8")
-            cfg = json.loads(text)
+            cfg = read_model_json(json_path)
             if _is_keras2(cfg):
                 model = keras2_to_keras3(cfg)
                 load_h5_weights_by_name(model, h5_path)
             else:
-                model = keras.models.model_from_json(text)
+                model = keras.models.model_from_json(json.dumps(cfg))
+                if not isinstance(model, keras.Model):  # e.g. '{}' deserializes to a dict
+                    raise ModelError(f"{json_path}: not a Keras model config")
                 model.load_weights(h5_path)
             return model
         if keras_path.exists():
@@ -250,7 +303,7 @@ class Predictor:
         if not model_dir.is_dir():
             raise ModelError(f"{model_dir}: model folder not found")
         names = read_class_names(model_dir)
-        scale = input_scale(model_dir)
+        scale = input_scale(model_dir, names)
         if backend == "onnx":
             onnx_path = model_dir / "model.onnx"
             if not onnx_path.exists():

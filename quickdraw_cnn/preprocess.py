@@ -6,7 +6,8 @@ An app-canvas PNG or a phone photo of paper differs in every one of these, so ea
 one named step below, in this order:
 
     open_image -> apply_exif_orientation -> to_grey -> shrink_to_work_size -> fix_polarity ->
-    [a photo: remove_background -> ink_mask (threshold + remove_specks) | a clean canvas: canvas_mask] ->
+    [a photo: remove_background -> ink_mask (threshold, remove_border_strips, remove_specks) |
+     a clean canvas: canvas_mask] ->
     crop_to_ink -> scale_to_frame -> normalise_thickness -> centre_and_downsample
 
 Strokes (`.json` / `.ndjson` / lists) skip all of that and are rendered with the data set's own recipe
@@ -93,12 +94,14 @@ def open_image(source: str | os.PathLike | bytes) -> Image.Image:
     else:
         path = Path(source)
         try:
+            if path.is_dir():
+                raise PreprocessError("is a folder, not a file")
             if path.stat().st_size == 0:
                 raise EmptyFileError("empty file (0 bytes)")
         except FileNotFoundError:
             raise PreprocessError("no such file") from None
-        except IsADirectoryError:
-            raise PreprocessError("is a folder, not a file") from None
+        except OSError as exc:  # a name too long, no permission, ...
+            raise PreprocessError(f"cannot read ({exc.strerror or exc})") from None
         fp = path
     try:
         with warnings.catch_warnings():
@@ -113,7 +116,7 @@ def open_image(source: str | os.PathLike | bytes) -> Image.Image:
     try:
         if getattr(img, "n_frames", 1) > 1:
             img.seek(0)  # animated: the first frame is the drawing
-        if img.format == "JPEG":
+        if img.format in ("JPEG", "MPO"):  # MPO: the JPEG many Android phones save
             img.draft("L", (WORK_MAX, WORK_MAX))  # DCT scaling: a 12 MP photo decodes at 1/4 or 1/8
         w, h = img.size
         if w * h > MAX_PIXELS:
@@ -146,11 +149,10 @@ def _composite(img: Image.Image, background: int) -> Image.Image:
 
 def to_grey(img: Image.Image) -> Image.Image:
     """Any mode -> 8-bit grey 'L'. Transparency is composited on white (or on black when the strokes
-    are light and white would hide them); 16-bit and float images are stretched to their range."""
+    are light and white would hide them); 16-bit and float images are scaled from their type's full
+    range (not stretched to their own: a blank page's faint noise must stay faint)."""
     mode = img.mode
-    if mode == "L":
-        return img
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
         grey = _composite(img, 255)
         lo, hi = grey.getextrema()
         if hi - lo < MIN_CONTRAST:
@@ -159,11 +161,14 @@ def to_grey(img: Image.Image) -> Image.Image:
             if hi2 - lo2 > hi - lo:
                 return on_black
         return grey
+    if mode == "L":
+        return img
     if mode in ("I", "F") or mode.startswith("I;"):
-        a = np.asarray(img, dtype=np.float64)
-        lo, hi = float(a.min()), float(a.max())
-        scale = 255.0 / (hi - lo) if hi > lo else 0.0
-        return Image.fromarray(np.round((a - lo) * scale).astype(np.uint8), "L")
+        a = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0).clip(0, None)
+        hi = float(a.max())
+        ranges = (65535.0,) if mode.startswith("I;16") else (255.0, 65535.0) if mode == "I" else (1.0, 255.0, 65535.0)
+        full = next((f for f in ranges if hi <= f), hi)  # the smallest usual range that holds the values
+        return Image.fromarray(np.round(a * (255.0 / max(full, 1e-12))).clip(0, 255).astype(np.uint8), "L")
     if mode == "LAB":
         return img.getchannel(0)
     try:
@@ -188,27 +193,51 @@ def shrink_to_work_size(grey: Image.Image, limit: int = WORK_MAX) -> np.ndarray:
 def fix_polarity(grey: np.ndarray) -> np.ndarray:
     """Make ink light on a dark background (the data set's polarity), whichever way it came.
 
-    The background is the majority of pixels, so a light median means dark ink on paper: invert.
+    Ink is thin lines of the strongest contrast in the picture. So compare the contrast of the thin
+    structures lighter than their surroundings with that of the darker ones (what `remove_background`
+    leaves of each; its 99.9th percentile, so a few noisy pixels do not count), and keep the stronger.
+    Paper showing between dense strokes is a light structure too, but of less contrast than the pen.
+    The brightness of most pixels guesses wrong on dim or grey paper, coloured canvases, and a sheet
+    photographed on a table that fills most of the picture. With no clear lines either way (a faint
+    drawing) a light median decides.
     """
-    step = max(1, int(np.sqrt(grey.size / 20000)))
-    if float(np.median(grey[::step, ::step])) > 127.5:
-        return 255.0 - grey
-    return grey
+    small = _half(grey)  # enough to see lines, at a quarter of the cost
+    light = float(np.percentile(remove_background(small), 99.9))
+    dark = float(np.percentile(remove_background(255.0 - small), 99.9))
+    if max(light, dark) >= MIN_CONTRAST and light != dark:
+        dark_ink = dark > light
+    else:
+        step = max(1, int(np.sqrt(grey.size / 20000)))
+        dark_ink = float(np.median(grey[::step, ::step])) > 127.5
+    return 255.0 - grey if dark_ink else grey
+
+
+def _half(grey: np.ndarray) -> np.ndarray:
+    """Area-average to half size (2x2 blocks); a small image stays as it is."""
+    if min(grey.shape) < 64:
+        return grey
+    img = Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8), "L").reduce(2)
+    return np.asarray(img, dtype=np.float32)
 
 
 def remove_background(ink: np.ndarray) -> np.ndarray:
-    """Subtract a smooth estimate of the paper (uneven light, shadows, tinted paper).
+    """Subtract a smooth estimate of the paper (uneven light, shadows, tinted paper, a table's edge).
 
     The estimate is a morphological opening of a coarse (block-mean) image: thin bright strokes vanish,
-    slow light gradients stay; it is blurred and enlarged back to full size.
+    slow light gradients and wide areas stay. It is widened a little (so a sharp shadow's or table's
+    edge is covered, not left as a line), blurred and enlarged back to full size. The coarse image is
+    first extended past the picture's edges, so that a strip lining an edge (a table) counts as wide.
     """
     h, w = ink.shape
     f = max(1, round(max(h, w) / 64))
     small = Image.fromarray(np.clip(ink, 0, 255).astype(np.uint8), "L")
     if f > 1:
         small = small.reduce(f)
+    pad = 4
+    small = Image.fromarray(np.pad(np.asarray(small), pad, mode="edge"))
     small = small.filter(ImageFilter.MinFilter(5)).filter(ImageFilter.MaxFilter(5))
-    small = small.filter(ImageFilter.GaussianBlur(2))
+    small = small.filter(ImageFilter.GaussianBlur(1)).filter(ImageFilter.MaxFilter(5))
+    small = small.crop((pad, pad, small.width - pad, small.height - pad))
     bg = np.asarray(small.resize((w, h), Image.BILINEAR), dtype=np.float32)
     return np.clip(ink - bg, 0.0, 255.0)
 
@@ -234,17 +263,40 @@ def remove_specks(mask: np.ndarray) -> np.ndarray:
     return mask & (np.asarray(img) >= 26)  # 2.5 of 25 pixels, in 0..255 units
 
 
-def ink_mask(fg: np.ndarray) -> np.ndarray:
+def ink_mask(fg: np.ndarray, photo: bool = False) -> np.ndarray:
     """Binary ink from the background-free image: blur off pixel noise, adaptive (Otsu) threshold
-    clamped to the ink's own contrast, specks removed. Raises NoDrawingError on a blank page."""
+    clamped to the ink's own contrast, specks removed (and, in a photo, the edges of the table the
+    paper lies on). Raises NoDrawingError on a blank page."""
     blurred = np.asarray(Image.fromarray(fg.astype(np.uint8), "L").filter(ImageFilter.GaussianBlur(1)))
     hi = float(blurred.max())
     if hi < MIN_CONTRAST:
         raise NoDrawingError()
     t = min(max(otsu_threshold(blurred), 0.25 * hi, 0.5 * MIN_CONTRAST), 0.6 * hi)
-    mask = remove_specks(blurred > t)
+    mask = blurred > t
+    mask = remove_specks(remove_border_strips(mask) if photo else mask)
     if mask.sum() < max(MIN_INK_PIXELS, MIN_INK_FRACTION * mask.size):
         raise NoDrawingError()
+    return mask
+
+
+def remove_border_strips(mask: np.ndarray) -> np.ndarray:
+    """Drop what is left of the edge of the table a sheet of paper was photographed on: "ink" lining
+    one side of the picture from the picture's edge, along at least a fiftieth of that side and three
+    times as long as it is deep (a stroke may cross an edge, but does not line it), or at most 3 px
+    deep (the last slivers). Such a strip's ink joined to the edge is removed, up to twice the strip's
+    usual depth (+2 px).
+    """
+    mask = mask.copy()
+    for turn in range(4):  # each side in turn as the left one
+        side = np.rot90(mask, turn)  # a view: clearing it clears `mask`
+        band = side[:, : max(1, side.shape[1] // 4)]  # a table's edge is near the picture's
+        lead = np.cumprod(band, axis=1, dtype=np.uint8).sum(axis=1)  # ink run from the edge, per row
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], lead > 0, [0]]).astype(np.int8)))
+        for start, stop in zip(edges[::2], edges[1::2]):  # each stretch of rows with ink at the edge
+            depth = int(np.median(lead[start:stop]))
+            if stop - start >= max(len(lead) / 50, 3 * depth) or depth <= 3:
+                cut = np.minimum(lead[start:stop], 2 * depth + 2)
+                band[start:stop][np.arange(band.shape[1])[None, :] < cut[:, None]] = False
     return mask
 
 
@@ -356,7 +408,7 @@ def preprocess_image(img: Image.Image) -> np.ndarray:
     img = apply_exif_orientation(img)
     grey = shrink_to_work_size(to_grey(img))
     ink = fix_polarity(grey)
-    mask = canvas_mask(ink) if is_clean_canvas(ink) else ink_mask(remove_background(ink))
+    mask = canvas_mask(ink) if is_clean_canvas(ink) else ink_mask(remove_background(ink), photo=True)
     canvas = scale_to_frame(mask, crop_to_ink(mask))
     canvas, width = normalise_thickness(canvas)
     return centre_and_downsample(canvas, width)
@@ -390,6 +442,10 @@ def load_strokes(obj: Any) -> list:
                 obj = json.loads(first)  # ndjson: several records, one per line
             except json.JSONDecodeError as exc:
                 raise BadStrokesError(f"not JSON ({exc.msg} at line {exc.lineno})") from None
+            except RecursionError:
+                raise BadStrokesError("JSON nested too deeply") from None
+        except RecursionError:
+            raise BadStrokesError("JSON nested too deeply") from None
     if isinstance(obj, dict):
         if "drawing" not in obj:
             raise BadStrokesError('JSON object without a "drawing" key')

@@ -1,4 +1,5 @@
-"""Simulated uploads of a drawing: an app-canvas PNG and a phone photo of paper.
+"""Simulated uploads of a drawing: an app-canvas PNG and a phone photo of paper, and the harder
+photos parents take (the sheet on a table, dim light, a shadow, a flash).
 
 Tests, benchmarks and tools/make_samples.py use these to check that preprocessing turns what the app
 really sends back into the data set's bitmap. Only numpy and Pillow.
@@ -34,14 +35,15 @@ def canvas_png(
     rng: np.random.Generator,
     size: tuple[int, int] = (1024, 768),
     brush: int | None = None,
+    background: tuple[int, int, int] = (255, 255, 255),
 ) -> bytes:
-    """PNG bytes of the drawing as an app canvas exports it: large, dark on white, off-centre, the
-    app's brush width (6-18 px unless given) with round ends."""
+    """PNG bytes of the drawing as an app canvas exports it: large, dark on white (or `background`),
+    off-centre, the app's brush width (6-18 px unless given) with round ends."""
     w, h = size
     extent = rng.uniform(0.35, 0.7) * min(w, h)
     origin = (rng.uniform(0.05, 0.95) * (w - extent), rng.uniform(0.05, 0.95) * (h - extent))
     brush = int(brush or rng.integers(6, 19))
-    img = Image.new("RGB", size, "white")
+    img = Image.new("RGB", size, background)
     draw = ImageDraw.Draw(img)
     for pts in _place(strokes, extent, origin):
         _draw(draw, pts, brush, (20, 20, 20))
@@ -83,3 +85,46 @@ def photo_jpeg(
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
+
+
+def _jpeg(rgb: np.ndarray | Image.Image, quality: int = 85) -> bytes:
+    img = rgb if isinstance(rgb, Image.Image) else Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def on_table(photo: bytes, fill: float, table: tuple[int, int, int] = (90, 60, 40)) -> bytes:
+    """The photo's sheet of paper lying on a (brown) table, turned 3 degrees, a little off-centre; the
+    sheet spans `fill` of the picture's width (0.65: the table is most of the picture)."""
+    paper = Image.open(io.BytesIO(photo)).convert("RGB")
+    w, h = int(paper.width / fill), int(paper.height / fill)
+    out = Image.new("RGB", (w, h), table)
+    turned = paper.rotate(3, expand=True, fillcolor=table)
+    out.paste(turned, ((w - turned.width) // 2 - 20, (h - turned.height) // 2 - 20))
+    return _jpeg(out)
+
+
+LIGHTING = ("dim", "hard_shadow", "soft_shadow", "flash")
+
+
+def relit(photo: bytes, lighting: str) -> bytes:
+    """The photo under harder light: `dim` (0.4x: the paper reads dark grey), `hard_shadow` (the left
+    45% at 0.55x, a sharp edge across the drawing), `soft_shadow` (the left half at 0.45x, blurred),
+    `flash` (a bright spot in the middle)."""
+    a = np.asarray(Image.open(io.BytesIO(photo)).convert("RGB"), dtype=np.float32).copy()
+    h, w = a.shape[:2]
+    if lighting == "dim":
+        a *= 0.4
+    elif lighting == "hard_shadow":
+        a[:, : int(w * 0.45)] *= 0.55
+    elif lighting == "soft_shadow":
+        m = np.full((h, w), 255, np.uint8)
+        m[:, : w // 2] = round(0.45 * 255)
+        a *= np.asarray(Image.fromarray(m).filter(ImageFilter.GaussianBlur(w / 40)), np.float32)[:, :, None] / 255
+    elif lighting == "flash":
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        a += 80 * np.exp(-((xx - w / 2) ** 2 + (yy - h / 2) ** 2) / (2 * (w / 6) ** 2))[:, :, None]
+    else:
+        raise ValueError(f"lighting must be one of {LIGHTING}, got {lighting!r}")
+    return _jpeg(a)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from quickdraw_cnn.predict import ModelError, Predictor  # noqa: E402
+from quickdraw_cnn.predict import ModelError, Predictor, input_scale  # noqa: E402
 from quickdraw_cnn.render import prepare_strokes, render_strokes  # noqa: E402
 from quickdraw_cnn.synthetic import generate_class, generate_strokes  # noqa: E402
 from quickdraw_cnn.upload_sim import canvas_png  # noqa: E402
@@ -131,6 +133,127 @@ def test_missing_and_mismatched_model_folders(exported, tmp_path: Path) -> None:
         Predictor.load(bad, backend="onnx")
 
 
+def _as_folder(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
+# case: (file broken, how, whether model_card.json stays: without it the input range comes from model.json)
+BROKEN = {
+    "names-binary": ("class_names.txt", lambda p: p.write_bytes(bytes(range(128, 256))), True),
+    "names-folder": ("class_names.txt", _as_folder, True),
+    "card-folder": ("model_card.json", _as_folder, True),
+    "json-not-json": ("model.json", lambda p: p.write_text("{not json"), False),
+    "json-binary": ("model.json", lambda p: p.write_bytes(bytes(range(128, 256))), False),
+    "json-list": ("model.json", lambda p: p.write_text("[1,2]"), False),
+    "json-empty": ("model.json", lambda p: p.write_text("{}"), False),  # a dict, but no model
+}
+
+
+def broken_copy(out: Path, tmp_path: Path, case: str) -> tuple[Path, Path]:
+    name, breaks, keep_card = BROKEN[case]
+    folder = tmp_path / "broken"
+    shutil.copytree(out, folder)
+    if not keep_card:
+        (folder / "model_card.json").unlink()
+    breaks(folder / name)
+    return folder, folder / name
+
+
+@pytest.mark.parametrize("case", sorted(set(BROKEN) - {"json-empty"}))  # ONNX needs no model.json
+def test_cli_broken_model_file_is_one_line_exit_2(exported, tmp_path: Path, case: str) -> None:
+    """The ONNX backend never loads model.json, yet without a card it reads it for the input range."""
+    folder, bad = broken_copy(exported[0], tmp_path, case)
+    drawing = tmp_path / "tri.json"
+    drawing.write_text(json.dumps(generate_strokes("triangle", np.random.default_rng(0))))
+    res = run_cli(str(drawing), "--model-dir", str(folder), "--backend", "onnx")
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.startswith(f"error: {bad}: ") and res.stderr.count("\n") == 1, res.stderr
+
+
+@pytest.mark.parametrize("keep_card", [True, False])
+@pytest.mark.parametrize("case", ["json-not-json", "json-binary", "json-list", "json-empty"])
+def test_tf_backend_broken_model_json_is_a_model_error(exported, tmp_path: Path, case: str, keep_card: bool) -> None:
+    folder, bad = broken_copy(exported[0], tmp_path, case)
+    if keep_card:
+        shutil.copy(exported[0] / "model_card.json", folder)
+    with pytest.raises(ModelError, match=rf"^{re.escape(str(bad))}: not a") as err:
+        Predictor.load(folder, backend="tf")
+    assert "\n" not in str(err.value)
+
+
+def test_leftover_model_card_is_ignored_when_it_does_not_match(exported, tmp_path: Path, capsys) -> None:
+    """A card left next to other model files must not set their input range (0..255 vs Labs 21's 0..1)."""
+    folder = tmp_path / "m"
+    shutil.copytree(exported[0], folder)
+    assert input_scale(folder) == 1.0 and capsys.readouterr().err == ""  # the card matches: trusted
+    keras3_json = (folder / "model.json").read_text()
+    keras2 = {"class_name": "Sequential", "keras_version": "2.3.1", "config": {"name": "s", "layers": []}}
+    (folder / "model.json").write_text(json.dumps(keras2))
+    assert input_scale(folder) == pytest.approx(1 / 255)
+    err = capsys.readouterr().err
+    assert err == (
+        f"warning: {folder / 'model_card.json'} ignored: model.json is a Keras 2 file, not the export it"
+        " describes; input range taken from model.json\n"
+    )
+    (folder / "model.json").write_text(keras3_json)
+    (folder / "class_names.txt").write_text("a\nb\nc\nd\n")
+    assert input_scale(folder) == 1.0  # this project's model.json (Rescaling inside): 0..255 anyway
+    assert "ignored: its 3 classes are not the 4 of class_names.txt;" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not LABS21.is_dir(), reason="../shared/data/labs21-model not present")
+def test_labs21_files_copied_over_a_project_folder_ignore_its_card(exported, tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "m"
+    shutil.copytree(exported[0], folder)
+    for name in ("model.json", "model.h5", "class_names.txt"):
+        shutil.copy(LABS21 / name, folder / name)
+    p = Predictor.load(folder)
+    assert p.scale == pytest.approx(1 / 255)
+    assert "model_card.json ignored: its 3 classes are not the 100 of class_names.txt" in capsys.readouterr().err
+    rows = np.load(SHARED / "quickdraw-real" / "bitmaps" / "cat.npy", mmap_mode="r")[:200]
+    probs = p.probabilities(np.asarray(rows).reshape(-1, 28, 28))
+    assert (probs.argmax(1) == p.class_names.index("cat")).mean() > 0.8
+
+
+def test_class_names_with_a_bom(exported, tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "m"
+    shutil.copytree(exported[0], folder)
+    (folder / "class_names.txt").write_bytes(b"\xef\xbb\xbf" + "\n".join(CLASSES).encode())
+    p = Predictor.load(folder, backend="onnx")
+    assert p.class_names == CLASSES and capsys.readouterr().err == ""  # and the card still matches
+
+
+@pytest.mark.parametrize("where", ["file", "file/sub"])
+def test_cli_save_preprocessed_not_a_folder(exported, tmp_path: Path, where: str) -> None:
+    (tmp_path / "file").write_text("mine")
+    drawing = tmp_path / "tri.json"
+    drawing.write_text(json.dumps(generate_strokes("triangle", np.random.default_rng(0))))
+    target = tmp_path / where
+    res = run_cli(str(drawing), "--model-dir", str(exported[0]), "--backend", "onnx", "--save-preprocessed", target)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.startswith(f"error: --save-preprocessed {target}: ") and res.stderr.count("\n") == 1
+    assert (tmp_path / "file").read_text() == "mine"
+
+
+@pytest.mark.slow
+def test_package_builds_as_a_wheel(tmp_path: Path) -> None:
+    """pyproject names the package: setuptools' flat-layout discovery refuses the top-level scripts."""
+    pytest.importorskip("setuptools")
+    src = tmp_path / "src"  # the repository's layout as discovery sees it: its .py files, one level deep
+    folders = [ROOT, *(d for d in ROOT.iterdir() if d.is_dir() and not d.name.startswith("."))]
+    for path in [ROOT / "pyproject.toml", *(f for d in folders for f in d.glob("*.py"))]:
+        (src / path.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, src / path.relative_to(ROOT))
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index"]
+    res = subprocess.run([*cmd, "-w", str(tmp_path / "wheel"), str(src)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    (wheel,) = (tmp_path / "wheel").glob("quickdraw_cnn-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "quickdraw_cnn/predict.py" in names
+    assert {n.split("/")[0] for n in names} == {"quickdraw_cnn", wheel.name.split("-py")[0] + ".dist-info"}
+
+
 @pytest.mark.skipif(not LABS21.is_dir(), reason="../shared/data/labs21-model not present")
 def test_labs21_keras2_model_loads_and_recognises_real_drawings() -> None:
     p = Predictor.load(LABS21)
@@ -155,9 +278,9 @@ def test_onnx_backend_never_imports_tensorflow(exported) -> None:
     assert lines[0] in CLASSES and lines[1] == "[]"
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
+def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(ROOT / "load_model_predict.py"), *args], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, str(ROOT / "load_model_predict.py"), *map(str, args)], cwd=ROOT, capture_output=True, text=True
     )
 
 
@@ -189,3 +312,15 @@ def test_cli_json_and_exit_codes(exported, tmp_path: Path) -> None:
 
     res = run_cli(str(good), "--model-dir", str(tmp_path / "missing"), "--json")
     assert res.returncode == 2 and "model folder not found" in res.stderr and res.stdout == ""
+
+
+def test_cli_output_into_a_closed_pipe_is_quiet(exported) -> None:
+    """`load_model_predict.py ... | head -1`: the reader leaves early; no traceback, exit 141 (SIGPIPE's)."""
+    out, _ = exported
+    files = [str(p) for p in sorted((ROOT / "samples").iterdir())] * 300  # more output than a pipe holds
+    cmd = [sys.executable, str(ROOT / "load_model_predict.py"), *files, "--model-dir", str(out), "--backend", "onnx"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err, err

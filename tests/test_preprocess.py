@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 from quickdraw_cnn import preprocess as pp
 from quickdraw_cnn.render import prepare_strokes, render_strokes
 from quickdraw_cnn.synthetic import SYNTHETIC_CATEGORIES, generate_strokes
-from quickdraw_cnn.upload_sim import canvas_png, photo_jpeg
+from quickdraw_cnn.upload_sim import LIGHTING, canvas_png, on_table, photo_jpeg, relit
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "quickdraw-real" / "simplified"
@@ -121,6 +121,50 @@ def test_bad_strokes_are_a_clean_error(tmp_path: Path, text: str) -> None:
     path.write_text(text)
     with pytest.raises(pp.BadStrokesError):
         pp.to_bitmap(path)
+
+
+HARD_PHOTOS = {
+    "sheet on a table, 95% of the width": lambda photo: on_table(photo, 0.95),
+    "sheet on a table, 65% of the width": lambda photo: on_table(photo, 0.65),
+    **{lighting: lambda photo, lighting=lighting: relit(photo, lighting) for lighting in LIGHTING},
+}
+
+
+@pytest.mark.parametrize("name", HARD_PHOTOS)
+def test_hard_photos_give_the_drawing_of_the_plain_photo(name: str) -> None:
+    """The table around the sheet, dim light, a shadow's edge or a flash must not change the drawing.
+
+    Before stop 13 a table's edge became part of the drawing and dim paper flipped its polarity: the
+    correlation with the plain photo's bitmap was about 0.1 for these, and 0.2-0.6 for the shadows.
+    """
+    rng = np.random.default_rng(4)
+    scores = []
+    for d in drawings():
+        photo = photo_jpeg(d, rng, (800, 600))
+        scores.append(corr(pp.to_bitmap(photo), pp.to_bitmap(HARD_PHOTOS[name](photo))))
+    assert min(scores) > 0.75, scores
+    assert np.mean(scores) > 0.9, scores
+
+
+@pytest.mark.parametrize("background", [(110, 110, 110), (200, 30, 30), (240, 200, 60)])
+def test_dark_strokes_on_a_coloured_canvas(background: tuple[int, int, int]) -> None:
+    """Polarity comes from the strokes, not from how light most of the picture is."""
+    for d in drawings()[:4]:
+        want = pp.to_bitmap(canvas_png(d, np.random.default_rng(7)))
+        got = pp.to_bitmap(canvas_png(d, np.random.default_rng(7), background=background))
+        assert corr(want, got) > 0.99
+
+
+def test_a_strip_lining_the_edge_is_not_ink_but_a_crossing_stroke_is() -> None:
+    mask = np.zeros((100, 120), bool)
+    mask[:, :5] = True  # a table's edge down the whole left side
+    mask[0:2, 40:60] = True  # a sliver along the top
+    mask[40:44, 100:] = True  # a stroke leaving the picture on the right
+    mask[30:60, 30:34] = True  # the drawing
+    out = pp.remove_border_strips(mask)
+    assert not out[:, :5].any() and not out[0:2].any()
+    np.testing.assert_array_equal(out[40:44, 100:], True)
+    np.testing.assert_array_equal(out[30:60, 30:34], True)
 
 
 # ---------------------------------------------------------------------------------------- image steps
@@ -249,6 +293,41 @@ def test_blank_pages_are_no_drawing() -> None:
             pp.to_bitmap(png_bytes(blank, "JPEG", quality=80))
     with pytest.raises(pp.NoDrawingError):
         pp.to_bitmap(Image.new("RGBA", (50, 50), (0, 0, 0, 0)))
+
+
+def test_sixteen_bit_and_transparent_grey_images(circle) -> None:
+    """16-bit pages keep their faintness (a blank one stays blank); a grey PNG's transparent value is
+    transparency, as in a palette PNG."""
+    rng = np.random.default_rng(0)
+    page = (60000 + rng.normal(0, 20, (300, 400))).astype(np.uint16)  # faint noise on a blank page
+    with pytest.raises(pp.NoDrawingError):
+        pp.to_bitmap(Image.open(io.BytesIO(png_bytes(Image.fromarray(page)))))
+    grey = np.asarray(dark_on_white(circle).convert("L"))
+    want = pp.to_bitmap(Image.fromarray(grey))
+    drawn16 = Image.fromarray(grey.astype(np.uint16) * 257)
+    assert corr(want, pp.to_bitmap(Image.open(io.BytesIO(png_bytes(drawn16))))) > 0.99
+    keyed = np.where(grey > 128, 7, 0).astype(np.uint8)  # ink 0 on a background of 7, marked transparent
+    got = pp.to_bitmap(Image.open(io.BytesIO(png_bytes(Image.fromarray(keyed), transparency=7))))
+    assert corr(want, got) > 0.95
+
+
+def test_phone_mpo_photos_decode_reduced_like_jpegs(circle) -> None:
+    img = dark_on_white(circle, size=(400, 300)).convert("RGB").resize((8000, 6000))  # 48 MP > MAX_PIXELS
+    mpo = png_bytes(img, "MPO", quality=70, save_all=True, append_images=[img.resize((80, 60))])
+    assert Image.open(io.BytesIO(mpo)).format == "MPO"
+    assert corr(pp.to_bitmap(mpo), pp.to_bitmap(img.resize((400, 300)))) > 0.95
+
+
+def test_folders_long_names_and_deep_json_are_clean_errors(tmp_path: Path) -> None:
+    with pytest.raises(pp.PreprocessError, match="is a folder, not a file"):
+        pp.to_bitmap(tmp_path)
+    with pytest.raises(pp.PreprocessError, match="cannot read"):
+        pp.to_bitmap("x" * 300 + ".png")
+    with pytest.raises(pp.BadStrokesError, match="nested too deeply"):
+        pp.to_bitmap(b"[" * 5000 + b"]" * 5000)
+    (tmp_path / "deep.ndjson").write_text("[" * 5000 + "]" * 5000 + "\n{}\n")
+    with pytest.raises(pp.BadStrokesError, match="nested too deeply"):
+        pp.to_bitmap(tmp_path / "deep.ndjson")
 
 
 # ---------------------------------------------------------------------------------------- properties
