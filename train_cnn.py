@@ -4,12 +4,13 @@ Reads the split in --split (default data/split); with --data, first (re)makes th
 <class>.npy files in DIR. Trains with AdamW + warm-up/cosine learning rate, label smoothing and random
 left-right flips, shifts, scales and rotations, early stopping on validation loss and the best weights
 kept; the exported model averages each drawing with its mirror image. Interrupted? Run the same command
-again: it continues from the last finished epoch (state in the work folder).
+again: it continues from the last finished epoch (state in the work folder); changed training options or
+a changed split are refused (--fresh starts over).
 
 Writes into --out (default models/), atomically, only at the end: model.json + model.h5 (both
 `model_from_json(...).load_weights("model.h5")` and `load_model("model.h5")` work), class_names.txt,
 model.keras, model.onnx, model_card.json, plus classification_report.txt and metrics.json (every
-figure: test top-1/top-5, per class, per epoch, timing). Figures go to --screenshots.
+figure: test top-1/top-5, per class, per epoch numbered from 1, timing). Figures go to --screenshots.
 
 Multi-worker: start the same command on every machine with --strategy multiworker and each machine's
 TF_CONFIG; every worker reads its own shard; the chief (task 0) writes the model and the reports.
@@ -21,8 +22,24 @@ import argparse
 import sys
 from pathlib import Path
 
-from quickdraw_cnn.cli import non_negative_float, non_negative_int, positive_float, positive_int, share
-from quickdraw_cnn.config import AUGMENTATIONS, PRECISIONS, STRATEGIES, TEST_TIME_AUGMENTATIONS, TrainConfig
+from quickdraw_cnn.cli import (
+    at_most,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    share,
+)
+from quickdraw_cnn.config import (
+    AUGMENTATIONS,
+    MAX_EPOCHS,
+    MAX_SEED,
+    PRECISIONS,
+    STRATEGIES,
+    TEST_TIME_AUGMENTATIONS,
+    TrainConfig,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: use the existing split; if there is none and data/ holds .npy files, split data/)",
     )
     p.add_argument(
-        "--max-per-class", type=positive_int, default=None, help="with --data: use at most N drawings per class"
+        "--max-per-class",
+        type=positive_int,
+        default=None,
+        help="with --data: use at most N drawings per class (refused without --data: the split is used as it is)",
     )
     p.add_argument("--out", type=Path, default=Path("models"), help="folder for the model files (default: models)")
     p.add_argument(
@@ -50,7 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for resume state, best checkpoint and history (default: .<out name>-train next to --out; "
         "removed after a successful run)",
     )
-    p.add_argument("--epochs", type=positive_int, default=d.epochs, help="maximum epochs (default: %(default)s)")
+    p.add_argument(
+        "--epochs",
+        type=at_most(positive_int, MAX_EPOCHS),
+        default=d.epochs,
+        help="maximum epochs (default: %(default)s)",
+    )
     p.add_argument(
         "--batch-size",
         type=positive_int,
@@ -65,15 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--warmup-epochs",
-        type=non_negative_float,
+        type=at_most(non_negative_float, MAX_EPOCHS),
         default=d.warmup_epochs,
         help="linear warm-up before cosine decay (default: %(default)s)",
     )
     p.add_argument(
         "--label-smoothing",
-        type=non_negative_float,
+        type=fraction,
         default=d.label_smoothing,
-        help="label smoothing, 0 = off (default: %(default)s)",
+        help="label smoothing in [0, 1), 0 = off (default: %(default)s)",
     )
     p.add_argument(
         "--weight-decay",
@@ -127,9 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", choices=("labs21",), default="labs21", help="architecture (default: labs21)")
     p.add_argument(
         "--seed",
-        type=non_negative_int,
+        type=at_most(non_negative_int, MAX_SEED),
         default=d.seed,
-        help="random seed for weights, shuffling, augmentation (default: %(default)s)",
+        help=f"random seed for weights, shuffling, augmentation, 0..{MAX_SEED} (default: %(default)s)",
     )
     p.add_argument(
         "--max-steps-per-epoch", type=positive_int, default=None, help="cap steps per epoch (for quick runs)"
@@ -141,7 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="gather a part into memory (uint8) when it is at most this many MB, else stream it (default: %(default)s)",
     )
     p.add_argument("--no-onnx", dest="onnx", action="store_false", help="skip model.onnx (faster export)")
-    p.add_argument("--fresh", action="store_true", help="discard an interrupted run's state instead of resuming")
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="discard an interrupted run's state instead of resuming (resuming needs the same training "
+        "options and split; a mismatch is refused)",
+    )
     p.add_argument(
         "--quiet", action="store_true", help="one line per epoch, no progress bars (always so when not a terminal)"
     )
@@ -149,22 +179,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-
-    from quickdraw_cnn.dataset import DatasetError
-    from quickdraw_cnn.predict import import_tensorflow
-
-    import_tensorflow()  # before quickdraw_cnn.train, so TensorFlow's C++ start-up chatter is filtered
-    from quickdraw_cnn.train import TrainError, make_split_from, train
-
+    parser = build_parser()
+    args = parser.parse_args(argv)
     prog = "train_cnn.py"
+    data_dir = args.data
+    if args.split is None:  # the default split: made from data/ if get_dataset.py was not run yet
+        args.split = Path("data/split")
+        if data_dir is None and not (args.split / "split.json").exists() and any(Path("data").glob("*.npy")):
+            data_dir = Path("data")
+            print(f"{prog}: no split in {args.split}; making one from {data_dir}/", file=sys.stderr)
+    if args.max_per_class is not None and data_dir is None:
+        parser.error("argument --max-per-class: only applies with --data (the split is used as it is)")
+
     try:
-        data_dir = args.data
-        if args.split is None:  # the default split: made from data/ if get_dataset.py was not run yet
-            args.split = Path("data/split")
-            if data_dir is None and not (args.split / "split.json").exists() and any(Path("data").glob("*.npy")):
-                data_dir = Path("data")
-                print(f"{prog}: no split in {args.split}; making one from {data_dir}/", file=sys.stderr)
+        from quickdraw_cnn.dataset import DatasetError
+        from quickdraw_cnn.predict import import_tensorflow
+
+        import_tensorflow()  # before quickdraw_cnn.train, so TensorFlow's C++ start-up chatter is filtered
+        from quickdraw_cnn.train import TrainError, make_split_from, train
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted while loading TensorFlow; nothing was written", file=sys.stderr)
+        return 130
+
+    try:
         if data_dir is not None:
             info = make_split_from(data_dir, args.split, args.max_per_class, args.seed)
             counts = info["counts"]

@@ -59,3 +59,17 @@ def share(text: str) -> float:
     if value > 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
     return value
+
+
+def at_most(parse: Callable[[str], Number], limit: Number) -> Callable[[str], Number]:
+    """`parse`, refusing values above `limit`: huge numbers would fail late and obscurely (an overflow in
+    TensorFlow's step arithmetic, a sleep the OS refuses, a million threads)."""
+
+    def bounded(text: str) -> Number:
+        value = parse(text)
+        if value > limit:
+            shown = f"{limit:,}" if isinstance(limit, int) else f"{limit:g}"
+            raise argparse.ArgumentTypeError(f"must be at most {shown}, got {text}")
+        return value
+
+    return bounded

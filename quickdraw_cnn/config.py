@@ -8,13 +8,30 @@ the hardware has it, and an exported model that averages each drawing with its m
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multiworker")
 AUGMENTATIONS = ("none", "flip", "affine", "flip+affine")
 TEST_TIME_AUGMENTATIONS = ("none", "flip")
+MAX_EPOCHS = 100_000  # far beyond any useful run; larger counts overflow TensorFlow's step arithmetic
+MAX_SEED = 2**32 - 1  # numpy's and Keras' seeds are 32-bit
+# Settings that do not change what the weights learn, so a resumed run may differ in them. Every other
+# field shapes the training (the schedule is built from epochs x steps) and must match to resume.
+NOT_TRAINING_SETTINGS = (
+    "split_dir",  # recorded separately, with a fingerprint of its split.json
+    "out_dir",
+    "screenshots_dir",
+    "work_dir",
+    "tta",  # applied at export only
+    "in_memory_bytes",
+    "onnx",
+    "fresh",
+    "verbose",
+    "data_dir",
+    "extra_card",
+)
 
 
 @dataclass
@@ -52,3 +69,7 @@ class TrainConfig:
             return Path(self.work_dir)
         out = Path(self.out_dir).resolve()
         return out.parent / f".{out.name}-train"
+
+    def training_settings(self) -> dict:
+        """The settings that shape the trained weights: an interrupted run resumes only with the same ones."""
+        return {k: v for k, v in asdict(self).items() if k not in NOT_TRAINING_SETTINGS}

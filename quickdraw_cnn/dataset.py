@@ -208,10 +208,16 @@ class Split:
             if not self.data_dir.is_dir():  # the split was moved without its data: try where it was made
                 self.data_dir = Path(self.info.get("data_dir_absolute", self.data_dir))
             self.index = {p: np.load(split_dir / f"{p}.npy") for p in PARTS}
-        except (OSError, ValueError, KeyError) as exc:
+            files = self.info["files"]
+            used = np.array([int(entry["used"]) for entry in files], np.int64)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DatasetError(f"{split_dir}: unreadable split ({exc})") from None
+        if [entry.get("name") for entry in files] != self.class_names:
+            raise DatasetError(f"{meta}: class_names do not match the names of its files")
+        for part in PARTS:
+            check_index(split_dir / f"{part}.npy", self.index[part], used)
         self.bitmaps = []
-        for entry in self.info["files"]:
+        for entry in files:
             path = self.data_dir / entry["file"]
             try:
                 mm = open_bitmaps(path)
@@ -236,6 +242,24 @@ class Split:
         """uint8 (n, 28, 28, 1) drawings of a part (all, or those at `positions`), grouped reads per class."""
         pairs = self.index[part] if positions is None else self.index[part][positions]
         return gather(self.bitmaps, pairs).reshape(-1, 28, 28, 1)
+
+
+def check_index(path: Path, pairs: np.ndarray, used: np.ndarray) -> None:
+    """A part's (label, row) pairs must point at a class and at one of the rows the split uses: a bad
+    label or row would otherwise fail (or read another class's drawing) deep inside training."""
+    if pairs.ndim != 2 or pairs.shape[1] != 2 or not np.issubdtype(pairs.dtype, np.integer):
+        raise DatasetError(f"{path}: not an (N, 2) integer array of (label, row) pairs")
+    if not len(pairs):
+        return
+    labels, rows = pairs[:, 0], pairs[:, 1]
+    if labels.min() < 0 or labels.max() >= len(used):
+        raise DatasetError(f"{path}: labels outside 0..{len(used) - 1}")
+    if rows.min() < 0:
+        raise DatasetError(f"{path}: negative rows")
+    for start in range(0, len(pairs), 1 << 22):  # in chunks: a 50 M-drawing index needs no big temporary
+        chunk = slice(start, start + (1 << 22))
+        if (rows[chunk] >= used[labels[chunk]]).any():
+            raise DatasetError(f"{path}: rows beyond the rows the split uses of their class")
 
 
 def gather(bitmaps: list[np.ndarray], pairs: np.ndarray) -> np.ndarray:

@@ -41,7 +41,7 @@ import urllib3
 from tqdm import tqdm
 
 from quickdraw_cnn import categories as cat
-from quickdraw_cnn.cli import non_negative_float, non_negative_int, positive_float, positive_int
+from quickdraw_cnn.cli import at_most, non_negative_float, non_negative_int, positive_float, positive_int
 from quickdraw_cnn.files import write_text_atomic
 from quickdraw_cnn.npy_format import ROW_BYTES, NpyFormatError, parse_header, read_header
 
@@ -846,16 +846,6 @@ def _base_url_arg(text: str) -> str:
     return text
 
 
-def _at_most(convert: Callable[[str], float], limit: float, what: str) -> Callable[[str], float]:
-    def check(text: str) -> float:
-        value = convert(text)
-        if value > limit:
-            raise argparse.ArgumentTypeError(f"must be at most {limit:g} {what}, got {text}")
-        return value
-
-    return check
-
-
 def build_parser(prog: str, description: str, default_categories: Path, default_rows: int) -> argparse.ArgumentParser:
     """The option set shared by download_subset.py and download_dataset.py (only the defaults differ)."""
     p = argparse.ArgumentParser(
@@ -897,7 +887,7 @@ def build_parser(prog: str, description: str, default_categories: Path, default_
     )
     p.add_argument(
         "--workers",
-        type=_at_most(positive_int, MAX_WORKERS, "workers"),
+        type=at_most(positive_int, MAX_WORKERS),
         default=8,
         metavar="N",
         help=f"parallel downloads (default 8, at most {MAX_WORKERS})",
@@ -911,14 +901,14 @@ def build_parser(prog: str, description: str, default_categories: Path, default_
     )
     p.add_argument(
         "--backoff",
-        type=_at_most(non_negative_float, MAX_SECONDS, "seconds"),
+        type=at_most(non_negative_float, MAX_SECONDS),
         default=1.0,
         metavar="SECONDS",
         help="wait before the first retry, doubled each time (default 1.0)",
     )
     p.add_argument(
         "--timeout",
-        type=_at_most(positive_float, MAX_SECONDS, "seconds"),
+        type=at_most(positive_float, MAX_SECONDS),
         default=30.0,
         metavar="SECONDS",
         help="network timeout per connection/read (default 30)",

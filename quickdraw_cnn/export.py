@@ -8,8 +8,9 @@ Atomicity: everything is written and verified in a hidden sibling folder first; 
 model is swapped in. The swap renames the old folder aside, renames the new one in and deletes the old one,
 so a reader sees the old complete model, the new complete model or (for microseconds) no folder, never a
 mix. Files in `out_dir` that are not model files are hard-linked (or copied) into the new folder, so
-`models/` may hold other things. A crash between the two renames leaves the previous model in
-`.<name>.old-*/m`, which the next export (and `recover_interrupted`) moves back.
+`models/` may hold other things; reports passed as `extra_files` are swapped in with the model. A crash
+between the two renames leaves the previous model in `.<name>.old-*/m`, which the next export (and
+`recover_interrupted`) moves back; `remove_stale` deletes what killed exports left beside it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 
 from .files import recover_interrupted, swap_dir
 
-__all__ = ["ExportError", "export_model", "recover_interrupted"]
+__all__ = ["ExportError", "export_model", "recover_interrupted", "remove_stale"]
 
 MODEL_FILES = (
     "model.json",
@@ -63,12 +64,17 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def _link_or_copy_tree(src: Path, dst: Path) -> None:
-    """Mirror `src` into `dst` cheaply (hard links; copies where links are impossible)."""
+def _link_or_copy_tree(src: Path, dst: Path, skip: Path | None = None) -> None:
+    """Mirror `src` into `dst` cheaply (hard links; copies where links are impossible).
+
+    `skip` (the new folder being built) is never mirrored: were it inside `src`, the copy would
+    recurse into itself until names grew too long."""
+    if skip is not None and src.exists() and os.path.samefile(src, skip):
+        return
     if src.is_dir() and not src.is_symlink():
         dst.mkdir()
         for child in src.iterdir():
-            _link_or_copy_tree(child, dst / child.name)
+            _link_or_copy_tree(child, dst / child.name, skip)
     elif src.is_symlink():
         os.symlink(os.readlink(src), dst)
     else:
@@ -143,6 +149,18 @@ def _verify(model: keras.Model, tmp: Path, files: list[str]) -> None:
             raise ExportError("model.onnx does not reproduce the model's predictions within 1e-5")
 
 
+def remove_stale(out_dir: Path, before: float) -> None:
+    """Delete `.<name>.tmp-*` / `.<name>.old-*` folders that killed exports left beside `out_dir`, if
+    older than `before` (so a concurrent export's folder is left alone). Run after `recover_interrupted`."""
+    for pattern in (f".{out_dir.name}.tmp-*", f".{out_dir.name}.old-*"):
+        for path in out_dir.parent.glob(pattern):
+            try:
+                if path.is_dir() and not path.is_symlink() and path.stat().st_mtime < before:
+                    shutil.rmtree(path, ignore_errors=True)
+            except OSError:
+                pass
+
+
 def export_model(
     model: keras.Model,
     class_names: list[str],
@@ -151,8 +169,15 @@ def export_model(
     *,
     onnx: bool = True,
     verify: bool = True,
+    extra_files: dict[str, str] | None = None,
+    stale_before: float | None = None,
 ) -> None:
-    """Write the model's files into `out_dir` atomically (see module docstring); raises ExportError."""
+    """Write the model's files into `out_dir` atomically (see module docstring); raises ExportError.
+
+    `extra_files` (name -> text, e.g. the reports) are swapped in with the model, so readers never see
+    a new model beside old reports; `stale_before` (a time.time()) removes leftovers of killed exports.
+    """
+    extra_files = dict(extra_files or {})
     out_dir = Path(out_dir)
     class_names = [str(c) for c in class_names]
     n_out = int(model.output_shape[-1])
@@ -164,6 +189,8 @@ def export_model(
     try:
         parent.mkdir(parents=True, exist_ok=True)
         recover_interrupted(out_dir)
+        if stale_before is not None:
+            remove_stale(out_dir, stale_before)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
     except OSError as exc:
         raise ExportError(f"{out_dir}: cannot write here ({exc.strerror or exc})") from exc
@@ -171,10 +198,12 @@ def export_model(
         full = _write(model, class_names, tmp, card, onnx)
         if verify:
             _verify(model, tmp, full["files"])
+        for name, text in extra_files.items():
+            (tmp / name).write_text(text, encoding="utf-8")
         if out_dir.exists():
             for child in out_dir.iterdir():  # keep whatever else lives in out_dir
-                if child.name not in MODEL_FILES:
-                    _link_or_copy_tree(child, tmp / child.name)
+                if child.name not in MODEL_FILES and child.name not in extra_files:
+                    _link_or_copy_tree(child, tmp / child.name, skip=tmp)
             os.chmod(tmp, os.stat(out_dir).st_mode & 0o7777)
         else:
             os.chmod(tmp, 0o755)

@@ -7,6 +7,7 @@ rather than a 345x345 matrix (the full matrix is drawn too when there are few cl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -107,7 +108,7 @@ def summarize(evaluation: Evaluation, class_names: list[str], history: dict[str,
 
 def plot_training_curves(history: dict[str, list[float]], path: Path) -> None:
     """Loss, top-1 and top-5 per epoch, train and validation side by side."""
-    epochs = [int(e) + 1 for e in history.get("epoch", [])]
+    epochs = [int(e) for e in history.get("epoch", [])]  # numbered from 1
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for ax, key, title in zip(
         axes, ("loss", "accuracy", "top5_accuracy"), ("loss", "top-1 accuracy", "top-5 accuracy")
@@ -185,12 +186,55 @@ def plot_predictions(examples: list, class_names: list[str], path: Path) -> None
 
 
 def _save(fig, path: Path) -> None:
+    """Write the figure whole or not at all (a full disk leaves neither a torn PNG nor a .part file)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.part{path.suffix}")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def report_texts(class_names: list[str], evaluation: Evaluation, metrics: dict) -> dict[str, str]:
+    """classification_report.txt and metrics.json as text, so the export can swap them in with the model."""
+    labels = np.arange(len(class_names))
+    text = classification_report(
+        evaluation.y_true, evaluation.y_pred, labels=labels, target_names=class_names, digits=4, zero_division=0
+    )
+    head = (
+        f"test drawings: {len(evaluation.y_true)}   top-1 accuracy: {evaluation.top1:.4f}   "
+        f"top-5 accuracy: {evaluation.top5:.4f}   loss: {evaluation.loss:.4f}\n\n"
+    )
+    clean = _finite(metrics)
+    return {
+        "classification_report.txt": head + text,
+        "metrics.json": json.dumps(clean, indent=1, default=_jsonable, allow_nan=False) + "\n",
+    }
+
+
+def write_figures(
+    screenshots_dir: Path,
+    class_names: list[str],
+    evaluation: Evaluation,
+    history: dict[str, list[float]],
+    metrics: dict,
+) -> list[Path]:
+    """The figures (curves, confused pairs, example guesses, small confusion matrix) in `screenshots_dir`."""
+    shots = Path(screenshots_dir)
+    plot_training_curves(history, shots / "training_curves.png")
+    plot_confused_pairs(metrics.get("most_confused", []), shots / "confused_pairs.png")
+    plot_predictions(evaluation.examples[:8], class_names, shots / "prediction_result.png")
+    written = [shots / "training_curves.png", shots / "confused_pairs.png", shots / "prediction_result.png"]
+    if len(class_names) <= FULL_MATRIX_MAX_CLASSES:
+        labels = np.arange(len(class_names))
+        cm = confusion_matrix(evaluation.y_true, evaluation.y_pred, labels=labels)
+        plot_confusion_matrix(cm, class_names, shots / "confusion_matrix.png")
+        written.append(shots / "confusion_matrix.png")
+    return written
 
 
 def write_reports(
@@ -202,30 +246,12 @@ def write_reports(
     metrics: dict,
 ) -> list[Path]:
     """classification_report.txt + metrics.json in `out_dir`; figures in `screenshots_dir`."""
-    out_dir = Path(out_dir)
     written = []
-    labels = np.arange(len(class_names))
-    text = classification_report(
-        evaluation.y_true, evaluation.y_pred, labels=labels, target_names=class_names, digits=4, zero_division=0
-    )
-    head = (
-        f"test drawings: {len(evaluation.y_true)}   top-1 accuracy: {evaluation.top1:.4f}   "
-        f"top-5 accuracy: {evaluation.top5:.4f}   loss: {evaluation.loss:.4f}\n\n"
-    )
-    write_text_atomic(out_dir / "classification_report.txt", head + text)
-    clean = _finite(metrics)
-    write_text_atomic(out_dir / "metrics.json", json.dumps(clean, indent=1, default=_jsonable, allow_nan=False) + "\n")
-    written += [out_dir / "classification_report.txt", out_dir / "metrics.json"]
+    for name, text in report_texts(class_names, evaluation, metrics).items():
+        write_text_atomic(Path(out_dir) / name, text)
+        written.append(Path(out_dir) / name)
     if screenshots_dir is not None:
-        shots = Path(screenshots_dir)
-        plot_training_curves(history, shots / "training_curves.png")
-        plot_confused_pairs(metrics.get("most_confused", []), shots / "confused_pairs.png")
-        plot_predictions(evaluation.examples[:8], class_names, shots / "prediction_result.png")
-        written += [shots / "training_curves.png", shots / "confused_pairs.png", shots / "prediction_result.png"]
-        if len(class_names) <= FULL_MATRIX_MAX_CLASSES:
-            cm = confusion_matrix(evaluation.y_true, evaluation.y_pred, labels=labels)
-            plot_confusion_matrix(cm, class_names, shots / "confusion_matrix.png")
-            written.append(shots / "confusion_matrix.png")
+        written += write_figures(screenshots_dir, class_names, evaluation, history, metrics)
     return written
 
 

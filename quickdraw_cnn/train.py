@@ -20,6 +20,7 @@ Nothing is written into `--out` before the end, and then only through `export.ex
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -36,8 +37,16 @@ import numpy as np
 import tensorflow as tf
 
 from . import report
-from .config import AUGMENTATIONS, PRECISIONS, STRATEGIES, TEST_TIME_AUGMENTATIONS, TrainConfig
-from .dataset import DatasetError, Split, gather, write_split
+from .config import (
+    AUGMENTATIONS,
+    MAX_EPOCHS,
+    MAX_SEED,
+    PRECISIONS,
+    STRATEGIES,
+    TEST_TIME_AUGMENTATIONS,
+    TrainConfig,
+)
+from .dataset import SPLIT_FILE, DatasetError, Split, gather, write_split
 from .files import write_text_atomic
 from .model import (
     FLOP_PER_TRAINED_DRAWING,
@@ -49,11 +58,16 @@ from .model import (
 
 ARCHITECTURES = {"labs21": build_cnn}
 WORK_STATE = "run.json"  # what the work folder was training, checked before resuming
-# Version of what the work folder's weight files hold. Keras keys them by layer class, so a change of
-# training-time layers (2: FusedBatchNormalization) makes an older folder unloadable: refuse it clearly.
-WORK_FORMAT = 2
+# Version of the work folder's contents. Keras keys weight files by layer class, so a change of
+# training-time layers (2: FusedBatchNormalization) makes an older folder unloadable; 3: run.json records
+# every training setting. Refuse an older folder clearly.
+WORK_FORMAT = 3
 HISTORY_FILE = "history.csv"
+# What a work folder may hold: it is deleted whole (after a run, or for --fresh), so a folder holding
+# anything else (a mistaken --work-dir) is refused instead. Multi-worker roots hold one folder per task.
+WORK_ENTRIES = (WORK_STATE, "backup", "best.weights.h5", "best.part.weights.h5", "best.json", HISTORY_FILE)
 MIN_FREE_BYTES = 200 * 1024 * 1024  # model files + reports + backups need well under this
+FIGURES_BYTES = 20 * 1024 * 1024  # the figures need a few MB even at 345 classes
 
 
 class TrainError(RuntimeError):
@@ -268,12 +282,20 @@ class BestKeeper(keras.callbacks.Callback):
         self.monitor = monitor
         self.start_from_epoch = start_from_epoch
         self.state = {"best": math.inf, "epoch": -1, "wait": 0}
-        self.stopped_early_at: int | None = None
         self.final_iterations = 0  # optimizer steps at the end, before the best weights come back
+        self.on_train_begin()  # an interrupted run's state, so train() can see whether it had stopped
+
+    @property
+    def stopped_early_at(self) -> int | None:
+        """The epoch (0-based) after which patience ran out, in this run or the interrupted one."""
+        return self.state.get("stopped")
 
     def on_train_begin(self, logs=None):
         if self.state_path.is_file() and self.weights_path.is_file():
-            self.state = json.loads(self.state_path.read_text())
+            try:
+                self.state = json.loads(self.state_path.read_text())
+            except ValueError:  # torn by a crash: the next epoch rewrites it
+                pass
 
     def on_epoch_end(self, epoch, logs=None):
         current = (logs or {}).get(self.monitor)
@@ -286,15 +308,44 @@ class BestKeeper(keras.callbacks.Callback):
             os.replace(tmp, self.weights_path)
         elif epoch >= self.start_from_epoch:
             self.state["wait"] += 1
-        write_text_atomic(self.state_path, json.dumps(self.state, indent=1))
         if self.patience and self.state["wait"] >= self.patience:
-            self.stopped_early_at = epoch
+            self.state["stopped"] = int(epoch)
             self.model.stop_training = True
+        write_text_atomic(self.state_path, json.dumps(self.state, indent=1))
 
     def on_train_end(self, logs=None):
         self.final_iterations = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
         if self.weights_path.is_file():
             self.model.load_weights(self.weights_path)
+
+
+RESTORE_ERRORS = (OSError, ValueError, KeyError, TypeError)  # what h5py / json raise for a torn backup
+
+
+class Backup(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore keeping the previous epoch's state as well (a backup torn by a crash or a
+    full disk falls back to it), and a restore that fails anyway becomes one line suggesting --fresh.
+    Says where it resumed (after any fall-back): `restored_epoch` epochs were done before this run."""
+
+    def __init__(self, backup_dir: Path):
+        super().__init__(str(backup_dir), double_checkpoint=True, delete_checkpoint=False)
+        self.restored_epoch = 0
+
+    def on_train_begin(self, logs=None):
+        try:
+            super().on_train_begin(logs)
+            meta = Path(self.backup_dir) / "training_metadata.json"
+            self.restored_epoch = int(json.loads(meta.read_text())["epoch"]) if meta.is_file() else 0
+        except RESTORE_ERRORS as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise TrainError(
+                f"{self.backup_dir}: cannot restore the interrupted run ({reason}); pass --fresh to start over"
+            ) from None
+        work = Path(self.backup_dir).parent
+        if self.restored_epoch and self.restored_epoch >= self.params.get("epochs", math.inf):
+            print(f"work folder {work}: training had finished; evaluating and exporting", file=sys.stderr)
+        elif self.restored_epoch:
+            print(f"resuming from epoch {self.restored_epoch + 1} (work folder {work})", file=sys.stderr)
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -373,7 +424,9 @@ def _remove_if_empty(path: Path) -> None:
 
 
 def read_history(path: Path) -> dict[str, list[float]]:
-    """history.csv as columns, one row per epoch (a row repeated by a resumed run: the last one wins)."""
+    """history.csv as columns, one row per epoch (a row repeated by a resumed run: the last one wins).
+
+    Epochs are numbered from 1, like `best_epoch` and the progress bars (Keras' CSV counts from 0)."""
     if not path.is_file():
         return {}
     import csv
@@ -385,7 +438,7 @@ def read_history(path: Path) -> dict[str, list[float]]:
     if not rows:
         return {}
     keys = [k for k in next(iter(rows.values())) if k != "epoch"]
-    out: dict[str, list[float]] = {"epoch": [float(e) for e in sorted(rows)]}
+    out: dict[str, list[float]] = {"epoch": [e + 1 for e in sorted(rows)]}
     for k in keys:
         out[k] = [float(rows[e][k]) if rows[e].get(k) not in (None, "") else math.nan for e in sorted(rows)]
     return out
@@ -431,11 +484,11 @@ def predict_part(
 # ---- checks before spending time ----------------------------------------------------------------
 
 
-def check_writable(out_dir: Path, need_bytes: int = MIN_FREE_BYTES) -> None:
-    """Fail fast (before training) on an --out that cannot be written or a disk without room."""
+def check_writable(out_dir: Path, need_bytes: int = MIN_FREE_BYTES, option: str = "--out") -> None:
+    """Fail fast (before training) on a folder (`option`) that cannot be written or a disk without room."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        raise TrainError(f"--out {out_dir}: exists and is not a folder")
+        raise TrainError(f"{option} {out_dir}: exists and is not a folder")
     probe_dir = out_dir if out_dir.is_dir() else out_dir.parent
     while not probe_dir.exists() and probe_dir != probe_dir.parent:
         probe_dir = probe_dir.parent
@@ -443,28 +496,97 @@ def check_writable(out_dir: Path, need_bytes: int = MIN_FREE_BYTES) -> None:
         with tempfile.NamedTemporaryFile(dir=probe_dir, prefix=".write-test-"):
             pass
     except OSError as exc:
-        raise TrainError(f"--out {out_dir}: cannot write in {probe_dir} ({exc.strerror or exc})") from None
+        raise TrainError(f"{option} {out_dir}: cannot write in {probe_dir} ({exc.strerror or exc})") from None
     free = shutil.disk_usage(probe_dir).free
     if free < need_bytes:
         raise TrainError(
-            f"--out {out_dir}: only {free / 2**20:.0f} MiB free on its disk, need {need_bytes / 2**20:.0f} MiB"
+            f"{option} {out_dir}: only {free / 2**20:.0f} MiB free on its disk, need {need_bytes / 2**20:.0f} MiB"
         )
 
 
-def prepare_work_dir(config: TrainConfig, class_names: list[str], task: Task) -> tuple[Path, int]:
-    """The work folder for this task; refuses to resume a run made on other classes / architecture."""
+def _within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_paths(config: TrainConfig, split: Split) -> None:
+    """Refuse an --out or work folder that holds what the run reads or runs in: the export swaps --out
+    away whole (`--out .` would link the folder into itself) and a finished run deletes its work folder."""
+    out = Path(config.out_dir).resolve()
+    work = config.resolved_work_dir().resolve()
+    guarded = [
+        ("the current folder", Path.cwd().resolve()),
+        (f"the split {config.split_dir}", Path(config.split_dir).resolve()),
+        (f"the data folder {split.data_dir}", split.data_dir.resolve()),
+    ]
+    for what, path in guarded:
+        if _within(path, out):
+            raise TrainError(
+                f"--out {config.out_dir} is or holds {what}, which the export would swap away; "
+                "choose a folder of its own"
+            )
+        if _within(path, work):
+            raise TrainError(
+                f"work folder {work} is or holds {what}, and is deleted after the run; choose another --work-dir"
+            )
+    if _within(work, out) or _within(out, work):
+        raise TrainError(f"--out {config.out_dir} and the work folder {work} must not hold one another")
+
+
+def split_fingerprint(split_dir: Path) -> str:
+    """SHA-256 of split.json: it changes whenever the split is remade differently (classes, rows, seed)."""
+    return hashlib.sha256((Path(split_dir) / SPLIT_FILE).read_bytes()).hexdigest()
+
+
+def _setting(key: str, value) -> str:
+    shown = "not given" if value is None else value
+    return f"--{key.replace('_', '-')} {shown}"
+
+
+def _resume_mismatch(old: dict, state: dict) -> list[str]:
+    """What differs between an interrupted run's settings and this run's, as option phrases."""
+    diffs = []
+    for key, now in state.items():
+        if key in ("format", "class_names") or old.get(key) == now:
+            continue
+        if key == "split_sha256":
+            if old.get("split") == state["split"]:
+                diffs.append(f"--split {state['split']} as it was before it was remade")
+        else:
+            diffs.append(f"{_setting(key, old.get(key))} (now {'not given' if now is None else now})")
+    return diffs
+
+
+def _check_ours(work: Path) -> None:
+    """A work folder is deleted whole: refuse one that holds anything a run did not put there."""
+    if work.exists() and not work.is_dir():
+        raise TrainError(f"work folder {work}: exists and is not a folder; choose another --work-dir")
+    if work.is_dir():
+        for child in work.iterdir():
+            if child.name not in WORK_ENTRIES and not child.name.endswith(".part"):
+                raise TrainError(
+                    f"work folder {work} holds {child.name}, which training did not write; choose another --work-dir"
+                )
+
+
+def prepare_work_dir(config: TrainConfig, split: Split, task: Task) -> tuple[Path, int]:
+    """The work folder for this task; refuses to resume a run made with other settings or another split.
+
+    Resuming continues the optimizer, the schedule (built from epochs x steps) and the epoch count
+    where they were, so every setting that shapes training must match, or the model card would be false.
+    """
     work = config.resolved_work_dir()
     if task.num_workers > 1:
         work = work / f"{task.type}-{task.index}"
+    split_dir = Path(config.split_dir)
     state = {
         "format": WORK_FORMAT,
-        "class_names": class_names,
-        "arch": config.arch,
-        "split_dir": str(Path(config.split_dir).resolve()),
-        "batch_size": config.batch_size,
-        "precision": config.precision,
+        "class_names": split.class_names,
+        "split": str(split_dir.resolve()),
+        "split_sha256": split_fingerprint(split_dir),
+        **config.training_settings(),
     }
     state_path = work / WORK_STATE
+    _check_ours(work)
     if config.fresh and work.exists():
         shutil.rmtree(work)
     resumed_epoch = 0
@@ -472,22 +594,29 @@ def prepare_work_dir(config: TrainConfig, class_names: list[str], task: Task) ->
         try:
             old = json.loads(state_path.read_text())
         except ValueError:
-            old = None
-        if old is not None and old.get("class_names") != class_names:
-            raise TrainError(
-                f"{work}: holds an interrupted run on {len(old.get('class_names', []))} other classes than "
-                f"the split's {len(class_names)}; pass --fresh to discard it"
-            )
-        if old is not None and old.get("arch") != config.arch:
-            raise TrainError(f"{work}: holds an interrupted {old.get('arch')} run; pass --fresh to discard it")
-        if old is not None and old.get("format", 1) != WORK_FORMAT:
+            raise TrainError(f"work folder {work}: unreadable {WORK_STATE}; pass --fresh to start over") from None
+        if old.get("format", 1) != WORK_FORMAT:
             raise TrainError(
                 f"{work}: holds an interrupted run of another version of train_cnn.py, which this one cannot "
                 "resume; pass --fresh to discard it"
             )
-        meta = work / "backup" / "training_metadata.json"
-        if meta.is_file():
-            resumed_epoch = int(json.loads(meta.read_text()).get("epoch", 0))
+        if old.get("class_names") != split.class_names:
+            raise TrainError(
+                f"{work}: holds an interrupted run on {len(old.get('class_names', []))} other classes than "
+                f"the split's {len(split.class_names)}; pass --fresh to discard it"
+            )
+        diffs = _resume_mismatch(old, state)
+        if diffs:
+            raise TrainError(
+                f"work folder {work} holds an interrupted run with {', '.join(diffs)}; "
+                "rerun with the same options or pass --fresh"
+            )
+        for name in ("training_metadata.json", "training_metadata.json.bkp"):  # the epoch it reached
+            try:
+                resumed_epoch = int(json.loads((work / "backup" / name).read_text())["epoch"])
+                break
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
     else:
         shutil.rmtree(work, ignore_errors=True)  # stale pieces without a state: start clean
     try:
@@ -561,26 +690,38 @@ def _train(
     strategy: tf.distribute.Strategy | None,
 ) -> dict:
     t_start = time.perf_counter()
+    run_started = time.time()  # export folders of killed runs older than this are cleaned up
     if config.arch not in ARCHITECTURES:
         raise TrainError(f"unknown --arch {config.arch!r}; choose from {', '.join(ARCHITECTURES)}")
     if config.augment not in AUGMENTATIONS:
         raise TrainError(f"unknown --augment {config.augment!r}; choose from {', '.join(AUGMENTATIONS)}")
     if config.tta not in TEST_TIME_AUGMENTATIONS:
         raise TrainError(f"unknown --tta {config.tta!r}; choose from {', '.join(TEST_TIME_AUGMENTATIONS)}")
-    if config.batch_size < 1 or config.epochs < 1:
-        raise TrainError("--batch-size and --epochs must be at least 1")
+    if config.batch_size < 1 or not 1 <= config.epochs <= MAX_EPOCHS:
+        raise TrainError(f"--batch-size must be at least 1 and --epochs in [1, {MAX_EPOCHS}]")
     if not 0.0 <= config.dropout_scale <= 1.0:
         raise TrainError(f"--dropout-scale must be in [0, 1], got {config.dropout_scale}")
+    if not 0.0 <= config.label_smoothing < 1.0:
+        raise TrainError(f"--label-smoothing must be in [0, 1), got {config.label_smoothing}")
+    if not 0.0 <= config.warmup_epochs <= MAX_EPOCHS:
+        raise TrainError(f"--warmup-epochs must be in [0, {MAX_EPOCHS}], got {config.warmup_epochs}")
+    if not 0 <= config.seed <= MAX_SEED:
+        raise TrainError(f"--seed must be in [0, {MAX_SEED}], got {config.seed}")
     task = cluster_task() if config.strategy == "multiworker" else Task()
     if strategy is None:
         strategy = make_strategy(config.strategy)
     config.precision = resolve_precision(config.precision)
     configure(config.precision, config.seed)
-    if task.is_chief:
+    if task.is_chief:  # only the chief writes the model and the figures
         check_writable(Path(config.out_dir))
+        if config.screenshots_dir is not None:
+            check_writable(Path(config.screenshots_dir), FIGURES_BYTES, "--screenshots")
     split = Split.load(config.split_dir)
+    check_paths(config, split)
     class_names = split.class_names
     num_classes = len(class_names)
+    if num_classes < 2:
+        raise TrainError(f"{config.split_dir}: the split has {num_classes} class; a classifier needs at least 2")
     workers = task.num_workers
     if config.batch_size % (strategy.num_replicas_in_sync or 1):
         raise TrainError(
@@ -597,10 +738,12 @@ def _train(
         )
     if len(val_reader) == 0:
         raise TrainError(f"{config.split_dir}: the split has no validation drawings")
+    if len(split.index["test"]) == 0:  # the final evaluation would fail only after all the training
+        raise TrainError(f"{config.split_dir}: the split has no test drawings (remake it with --test-fraction > 0)")
     steps = len(train_reader) * workers // config.batch_size
     if config.max_steps_per_epoch:
         steps = min(steps, config.max_steps_per_epoch)
-    work, resumed_epoch = prepare_work_dir(config, class_names, task)
+    work, resumed_epoch = prepare_work_dir(config, split, task)
     worker_batch = replica_batch * (strategy.num_replicas_in_sync // workers)
     data_kw = {"num_classes": num_classes, "label_smoothing": config.label_smoothing}
 
@@ -625,19 +768,20 @@ def _train(
         _work_around_keras_multiworker(model, num_classes, config.label_smoothing > 0)
     keeper = BestKeeper(work, config.patience, start_from_epoch=config.epochs // 2)
     timer = EpochTimer()
+    backup = Backup(work / "backup")
     all_callbacks = [
-        keras.callbacks.BackupAndRestore(str(work / "backup"), delete_checkpoint=False),
+        backup,
         timer,
         keeper,
         keras.callbacks.CSVLogger(str(work / HISTORY_FILE), append=True),
         *callbacks,
     ]
-    if resumed_epoch:
-        print(f"resuming from epoch {resumed_epoch + 1} (work folder {work})", file=sys.stderr)
+    # an interrupted run that had already stopped early trains no further (fit runs no epoch then)
+    last_epoch = resumed_epoch if keeper.stopped_early_at is not None else config.epochs
     t_fit = time.perf_counter()
     model.fit(
         train_ds,
-        epochs=config.epochs,
+        epochs=last_epoch,
         steps_per_epoch=steps,
         validation_data=val_ds,
         validation_steps=val_steps,
@@ -646,6 +790,7 @@ def _train(
         shuffle=False,  # the pipeline shuffles (positions, every epoch)
     )
     fit_seconds = time.perf_counter() - t_fit
+    resumed_epoch = backup.restored_epoch  # where the restore really started (a torn backup falls back)
     history = read_history(work / HISTORY_FILE)
     trained_epochs = sorted(timer.times)
     train_seconds = sum(timer.times.values())
@@ -733,13 +878,23 @@ def _train(
     }
     from .export import ExportError, export_model
 
-    try:
-        export_model(model, class_names, config.out_dir, card, onnx=config.onnx)
+    try:  # the reports go in with the model files, in one swap
+        texts = report.report_texts(class_names, evaluation, metrics)
+        export_model(
+            model, class_names, config.out_dir, card, onnx=config.onnx, extra_files=texts, stale_before=run_started
+        )
     except ExportError as exc:
         raise TrainError(str(exc)) from None
-    report.write_reports(Path(config.out_dir), config.screenshots_dir, class_names, evaluation, history, metrics)
     shutil.rmtree(work, ignore_errors=True)  # done: nothing left to resume
     _remove_if_empty(config.resolved_work_dir())  # the multi-worker root, once every task is done
+    if config.screenshots_dir is not None:
+        try:
+            report.write_figures(config.screenshots_dir, class_names, evaluation, history, metrics)
+        except OSError as exc:
+            raise TrainError(
+                f"--screenshots {config.screenshots_dir}: figures not written ({exc.strerror or exc}); "
+                f"the model in {config.out_dir} is complete"
+            ) from None
     return metrics
 
 
@@ -749,6 +904,11 @@ def make_split_from(data_dir: Path, split_dir: Path, max_per_class: int | None, 
         return write_split(data_dir, split_dir, max_per_class=max_per_class, seed=seed)
     except OSError as exc:
         raise TrainError(f"{split_dir}: cannot write the split ({exc.strerror or exc})") from None
+    except DatasetError as exc:  # write_split names get_dataset.py's --out; here that folder is --split
+        message = str(exc)
+        if message.startswith("--out "):
+            raise DatasetError("--split " + message.removeprefix("--out ")) from None
+        raise
 
 
 __all__ = [

@@ -5,18 +5,20 @@ Small on purpose (CI has 2 cores): a few hundred drawings of a few shapes, a few
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from quickdraw_cnn.dataset import write_split
+from quickdraw_cnn.dataset import DatasetError, Split, write_split
 from quickdraw_cnn.synthetic import write_synthetic
 
 pytestmark = pytest.mark.slow
@@ -60,7 +62,7 @@ def test_short_run_learns_and_reports(trained: tuple[Path, dict]) -> None:
     assert metrics["test"]["top5_accuracy"] >= metrics["test"]["top1_accuracy"]
     assert metrics["test"]["drawings"] == 5 * 24
     assert sorted(metrics["per_class"]) == CLASSES
-    assert metrics["history"]["epoch"] == [0, 1, 2, 3]
+    assert metrics["history"]["epoch"] == [1, 2, 3, 4]  # numbered from 1, like best_epoch
     for key in ("loss", "accuracy", "top5_accuracy", "val_loss", "val_accuracy", "val_top5_accuracy"):
         assert len(metrics["history"][key]) == 4, key
     assert metrics["timing"]["train_drawings_per_second"] > 0
@@ -150,7 +152,7 @@ def test_resume_continues_and_keeps_previous_model(trained: tuple[Path, dict], s
     metrics = train(config)
     assert metrics["initial_epoch"] == 1
     assert metrics["training"]["epochs_run_this_time"] == 2
-    assert metrics["history"]["epoch"] == [0, 1, 2]  # epoch 0 from the first run, kept
+    assert metrics["history"]["epoch"] == [1, 2, 3]  # epoch 1 from the first run, kept
     assert metrics["training"]["optimizer_iterations"] == 3 * 4  # the optimizer state was restored too
     assert (out / "model.h5").read_bytes() != before["model.h5"]
     assert not work.exists()
@@ -240,6 +242,10 @@ def test_library_callers_get_the_same_one_line_refusals(split_dir: Path, tmp_pat
         ({"dropout_scale": 1.5}, "--dropout-scale"),
         ({"augment": "twirl"}, "--augment"),
         ({"tta": "rotate"}, "--tta"),
+        ({"label_smoothing": 7.0}, "--label-smoothing"),
+        ({"warmup_epochs": 1e308}, "--warmup-epochs"),
+        ({"seed": 2**32}, "--seed"),
+        ({"epochs": 10**6}, "--epochs"),
     ]:
         with pytest.raises(TrainError, match=message):
             train(TrainConfig(split_dir=split_dir, out_dir=tmp_path / "m", verbose=0, **bad))
@@ -286,6 +292,11 @@ def test_cli_bad_inputs(split_dir: Path, tmp_path: Path) -> None:
         ("--learning-rate", "nan"),
         ("--epochs", "0"),
         ("--batch-size", "x"),
+        ("--epochs", "1000000"),
+        ("--seed", "4294967296"),
+        ("--warmup-epochs", "1e308"),
+        ("--label-smoothing", "7"),
+        ("--label-smoothing", "1"),
     ],
 )
 def test_cli_refuses_bad_numbers(option: str, value: str, split_dir: Path, tmp_path: Path) -> None:
@@ -349,3 +360,312 @@ def test_two_workers_train_one_model(split_dir: Path, tmp_path: Path) -> None:
     for name in MODEL_FILES:
         assert (out / name).is_file(), name  # written by the chief only
     assert not list(tmp_path.glob(".models-train*"))
+
+
+# ---- refusals before training, and resuming only what was interrupted -------------------------------
+
+
+def _quick_config(split_dir: Path, base: Path, **kw):
+    from quickdraw_cnn.train import TrainConfig
+
+    settings = dict(
+        split_dir=split_dir,
+        out_dir=base / "models",
+        screenshots_dir=base / "shots",
+        work_dir=base / "work",
+        epochs=2,
+        batch_size=32,
+        max_steps_per_epoch=2,
+        onnx=False,
+        verbose=0,
+    )
+    return TrainConfig(**{**settings, **kw})
+
+
+def test_resume_refuses_changed_settings_or_split(split_dir: Path, tmp_path: Path) -> None:
+    """An interrupted run resumes only with the settings and split it was started with, else one line."""
+    from quickdraw_cnn.train import Task, TrainError, prepare_work_dir
+
+    split = Split.load(split_dir)
+    work, resumed = prepare_work_dir(_quick_config(split_dir, tmp_path, batch_size=8), split, Task())
+    assert resumed == 0 and (work / "run.json").is_file()
+    for change, message in [
+        ({"batch_size": 16}, "--batch-size 8 (now 16)"),
+        ({"learning_rate": 1e-3}, "--learning-rate 0.003 (now 0.001)"),
+        ({"epochs": 3, "seed": 5}, "--epochs 2 (now 3), --seed 0 (now 5)"),
+        ({"warmup_epochs": 2.0}, "--warmup-epochs 1.0 (now 2.0)"),
+        ({"max_steps_per_epoch": None}, "--max-steps-per-epoch 2 (now not given)"),
+    ]:
+        with pytest.raises(TrainError) as err:
+            prepare_work_dir(_quick_config(split_dir, tmp_path, **{"batch_size": 8, **change}), split, Task())
+        text = str(err.value)
+        assert "\n" not in text and message in text and text.endswith("pass --fresh"), text
+    # settings that do not shape the weights may change: the output folders, ONNX, test-time averaging
+    same = _quick_config(split_dir, tmp_path / "elsewhere", batch_size=8, work_dir=work, onnx=True, tta="none")
+    assert prepare_work_dir(same, split, Task()) == (work, 0)
+    # the same classes, split again with another seed (another split.json), in another folder or in place
+    other = tmp_path / "other-split"
+    write_split(split_dir.parent / "data", other, seed=7)
+    with pytest.raises(TrainError, match=f"--split {split_dir.resolve()} \\(now {other.resolve()}\\)"):
+        prepare_work_dir(_quick_config(other, tmp_path, batch_size=8), Split.load(other), Task())
+    moved = tmp_path / "remade"
+    shutil.copytree(split_dir, moved)
+    prepare_work_dir(_quick_config(moved, tmp_path, batch_size=8, fresh=True), Split.load(moved), Task())
+    write_split(split_dir.parent / "data", moved, seed=7)
+    with pytest.raises(TrainError, match="as it was before it was remade"):
+        prepare_work_dir(_quick_config(moved, tmp_path, batch_size=8), Split.load(moved), Task())
+
+
+def test_work_dir_holding_other_files_is_never_deleted(split_dir: Path, tmp_path: Path) -> None:
+    """The work folder is deleted whole after a run (and for --fresh): a mistaken --work-dir is refused."""
+    from quickdraw_cnn.train import Task, TrainError, prepare_work_dir
+
+    mine = tmp_path / "my-folder"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("years of work")
+    for fresh in (False, True):
+        with pytest.raises(TrainError, match="holds thesis.txt"):
+            prepare_work_dir(
+                _quick_config(split_dir, tmp_path, work_dir=mine, fresh=fresh), Split.load(split_dir), Task()
+            )
+    assert (mine / "thesis.txt").read_text() == "years of work"
+
+
+def test_out_and_work_dir_that_hold_what_the_run_uses_are_refused(
+    split_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from quickdraw_cnn.train import TrainError, train
+
+    monkeypatch.chdir(tmp_path)
+    data = split_dir.parent / "data"
+    for paths, message in [
+        ({"out_dir": Path(".")}, "--out . is or holds the current folder"),
+        ({"out_dir": tmp_path.parent}, "is or holds the current folder"),
+        ({"out_dir": split_dir}, "is or holds the split"),
+        ({"out_dir": split_dir.parent}, "is or holds the split"),
+        ({"out_dir": data}, "is or holds the data folder"),
+        ({"work_dir": Path(".")}, "is or holds the current folder, and is deleted after the run"),
+        ({"work_dir": tmp_path / "m"}, "must not hold one another"),
+        ({"work_dir": tmp_path / "m" / "w"}, "must not hold one another"),
+    ]:
+        config = _quick_config(split_dir, tmp_path, **{"out_dir": tmp_path / "m", **paths})
+        with pytest.raises(TrainError, match=message):
+            train(config)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written anywhere
+    assert sorted(p.name for p in split_dir.iterdir()) == ["split.json", "test.npy", "train.npy", "val.npy"]
+
+
+def test_link_tree_skips_the_folder_being_built(tmp_path: Path) -> None:
+    """`--out .`: the new folder is built inside the folder whose other files it keeps; never copy it."""
+    from quickdraw_cnn.export import _link_or_copy_tree
+
+    src = tmp_path / "out"
+    (src / "notes").mkdir(parents=True)
+    (src / "notes" / "a.txt").write_text("a")
+    new = src / ".out.tmp-1"
+    new.mkdir()
+    for child in src.iterdir():
+        if child.name != "model.h5":
+            _link_or_copy_tree(child, new / child.name, skip=new)
+    assert sorted(str(p.relative_to(new)) for p in new.rglob("*")) == ["notes", "notes/a.txt"]
+
+
+@pytest.mark.parametrize("problem", ["no test part", "one class"])
+def test_unusable_split_is_refused_before_training(problem: str, tmp_path: Path) -> None:
+    from quickdraw_cnn.train import TrainError, train
+
+    if problem == "no test part":
+        write_synthetic(tmp_path / "data", categories=["circle", "square"], per_class=60)
+        write_split(tmp_path / "data", tmp_path / "split", test_fraction=0)
+        message = "no test drawings"
+    else:
+        write_synthetic(tmp_path / "data", categories=["circle"], per_class=60)
+        write_split(tmp_path / "data", tmp_path / "split")
+        message = "the split has 1 class; a classifier needs at least 2"
+    with pytest.raises(TrainError, match=message):
+        train(_quick_config(tmp_path / "split", tmp_path, batch_size=8))
+    assert not any((tmp_path / name).exists() for name in ("models", "shots", "work"))
+
+
+def test_screenshots_folder_is_checked_before_training(split_dir: Path, tmp_path: Path) -> None:
+    from quickdraw_cnn.train import TrainError, train
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    targets = [(blocker, "--screenshots .*a_file: exists and is not a folder"), (blocker / "shots", "cannot write")]
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        targets.append((locked / "shots", "--screenshots .*: cannot write in"))
+    for shots, message in targets:
+        with pytest.raises(TrainError, match=message):
+            train(_quick_config(split_dir, tmp_path, screenshots_dir=shots))
+    assert not (tmp_path / "models").exists() and not (tmp_path / "work").exists()
+
+
+class InterruptAfter(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def finished_work(split_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The work folder of a run killed after its last epoch, before evaluating and exporting."""
+    import keras
+
+    from quickdraw_cnn.train import train
+
+    class KillAtTheEnd(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise InterruptAfter()
+
+    base = tmp_path_factory.mktemp("killed")
+    with pytest.raises(InterruptAfter):
+        train(_quick_config(split_dir, base), callbacks=[KillAtTheEnd()])
+    assert json.loads((base / "work" / "backup" / "training_metadata.json").read_text())["epoch"] == 2
+    return base / "work"
+
+
+def test_rerun_of_a_finished_run_only_evaluates_and_exports(
+    finished_work: Path, split_dir: Path, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
+    from quickdraw_cnn.train import train
+
+    shutil.copytree(finished_work, tmp_path / "work")
+    metrics = train(_quick_config(split_dir, tmp_path))
+    err = capfd.readouterr().err
+    assert "training had finished; evaluating and exporting" in err and "resuming from" not in err
+    assert metrics["training"]["epochs_run_this_time"] == 0 and metrics["initial_epoch"] == 2
+    assert metrics["history"]["epoch"] == [1, 2] and 1 <= metrics["best_epoch"] <= 2
+    assert (tmp_path / "models" / "model.h5").is_file() and not (tmp_path / "work").exists()
+
+
+def test_torn_backup_falls_back_and_late_figure_failure_is_one_line(
+    finished_work: Path, split_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The latest backup torn (a crash or a full disk while writing it): resume from the one before."""
+    from quickdraw_cnn import report
+    from quickdraw_cnn.train import TrainError, train
+
+    work = tmp_path / "work"
+    shutil.copytree(finished_work, work)
+    os.truncate(work / "backup" / "latest.weights.h5", 1000)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report, "write_figures", disk_full)
+    with pytest.raises(TrainError, match="--screenshots .*figures not written \\(No space left on device\\)"):
+        train(_quick_config(split_dir, tmp_path))
+    metrics = json.loads((tmp_path / "models" / "metrics.json").read_text())  # the model is complete
+    assert metrics["initial_epoch"] == 1 and metrics["training"]["epochs_run_this_time"] == 1
+    assert metrics["history"]["epoch"] == [1, 2]
+    # both copies torn: one line suggesting --fresh, not an h5py traceback
+    shutil.copytree(finished_work, tmp_path / "work2")
+    for name in ("latest.weights.h5", "latest.weights.h5.bkp"):
+        os.truncate(tmp_path / "work2" / "backup" / name, 1000)
+    with pytest.raises(TrainError, match="cannot restore the interrupted run .*; pass --fresh to start over"):
+        train(_quick_config(split_dir, tmp_path, work_dir=tmp_path / "work2"))
+
+
+def test_reports_swap_in_with_the_model_and_stale_folders_go(tmp_path: Path) -> None:
+    import keras
+
+    from quickdraw_cnn.export import export_model
+
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(2, "softmax")])
+    out = tmp_path / "models"
+    out.mkdir()
+    (out / "metrics.json").write_text("old")
+    (out / "notes.txt").write_text("mine")
+    stale = [tmp_path / ".models.tmp-abc", tmp_path / ".models.old-def"]
+    for path in stale:
+        (path / "m").mkdir(parents=True)
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+    active = tmp_path / ".models.tmp-now"  # another export, started after this run did
+    active.mkdir()
+    texts = {"metrics.json": '{"new": 1}\n', "classification_report.txt": "report\n"}
+    export_model(model, ["a", "b"], out, {}, onnx=False, extra_files=texts, stale_before=time.time() - 60)
+    assert (out / "metrics.json").read_text() == '{"new": 1}\n'
+    assert (out / "classification_report.txt").read_text() == "report\n"
+    assert (out / "notes.txt").read_text() == "mine" and (out / "model.h5").is_file()
+    assert not any(p.exists() for p in stale) and active.is_dir()
+
+
+def _damaged_split(split_dir: Path, tmp_path: Path, name: str) -> Path:
+    bad = tmp_path / name
+    shutil.copytree(split_dir, bad)
+    return bad
+
+
+def test_split_with_inconsistent_names_or_index_is_refused(split_dir: Path, tmp_path: Path) -> None:
+    info = json.loads((split_dir / "split.json").read_text())
+    extra = _damaged_split(split_dir, tmp_path, "extra")
+    (extra / "split.json").write_text(json.dumps({**info, "class_names": [*CLASSES, "phantom"]}))
+    missing = _damaged_split(split_dir, tmp_path, "missing")
+    (missing / "split.json").write_text(json.dumps({**info, "class_names": CLASSES[:-1]}))
+    for bad in (extra, missing):
+        with pytest.raises(DatasetError, match="split.json: class_names do not match"):
+            Split.load(bad)
+    train_pairs = np.load(split_dir / "train.npy")
+    used = {f["name"]: f["used"] for f in info["files"]}
+    damages = [
+        ("label", lambda p: p.__setitem__((0, 0), len(CLASSES)), "train.npy: labels outside 0..4"),
+        ("negative", lambda p: p.__setitem__((3, 0), -1), "train.npy: labels outside"),
+        ("row", lambda p: p.__setitem__((5, 1), used[CLASSES[p[5, 0]]]), "train.npy: rows beyond"),
+        ("negative row", lambda p: p.__setitem__((5, 1), -2), "train.npy: negative rows"),
+    ]
+    for name, damage, message in damages:
+        bad = _damaged_split(split_dir, tmp_path, name)
+        pairs = train_pairs.copy()
+        damage(pairs)
+        np.save(bad / "train.npy", pairs)
+        with pytest.raises(DatasetError, match=message):
+            Split.load(bad)
+    bad = _damaged_split(split_dir, tmp_path, "shape")
+    np.save(bad / "val.npy", np.zeros((4, 3), np.int32))
+    with pytest.raises(DatasetError, match="val.npy: not an \\(N, 2\\) integer array"):
+        Split.load(bad)
+
+
+def test_making_the_split_names_the_split_option(split_dir: Path, tmp_path: Path) -> None:
+    """train_cnn.py --data D --split X: refusals name --split, the option the user gave."""
+    from quickdraw_cnn.train import make_split_from
+
+    data = (split_dir.parent / "data").resolve()
+    with pytest.raises(DatasetError, match=f"^--split {data} would replace the data folder"):
+        make_split_from(data, data, None, 0)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(DatasetError, match="^--split .*a_file is a file"):
+        make_split_from(data, blocker, None, 0)
+
+
+def test_max_per_class_without_data_is_refused(split_dir: Path, tmp_path: Path) -> None:
+    run = _cli("--split", str(split_dir), "--out", str(tmp_path / "m"), "--max-per-class", "5")
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1] == (
+        "train_cnn.py: error: argument --max-per-class: only applies with --data (the split is used as it is)"
+    )
+
+
+def test_ctrl_c_while_tensorflow_loads_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, split_dir: Path, tmp_path: Path
+) -> None:
+    import quickdraw_cnn.predict
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(quickdraw_cnn.predict, "import_tensorflow", interrupted)
+    spec = importlib.util.spec_from_file_location("train_cnn_cli", ROOT / "train_cnn.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    try:
+        status = cli.main(["--split", str(split_dir), "--out", str(tmp_path / "m")])
+    except KeyboardInterrupt:  # uncaught, it would end the whole pytest session
+        pytest.fail("KeyboardInterrupt escaped train_cnn.main")
+    assert status == 130
+    assert capsys.readouterr().err.splitlines() == [
+        "train_cnn.py: interrupted while loading TensorFlow; nothing was written"
+    ]
