@@ -11,12 +11,12 @@ import argparse
 import sys
 
 from quickdraw_cnn.categories import CategoryError, category_names
-from quickdraw_cnn.cli import fraction, non_negative_int, positive_int
+from quickdraw_cnn.cli import ArgumentParser, fraction, non_negative_int, positive_int
 from quickdraw_cnn.dataset import DatasetError, write_split
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="data", help="folder of <class>.npy bitmap files (default: data)")
     parser.add_argument(
         "--out",

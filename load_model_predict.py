@@ -17,9 +17,11 @@ import os
 import sys
 from pathlib import Path
 
+from quickdraw_cnn.cli import ArgumentParser
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Predict what each drawing shows (images: PNG/JPEG/GIF/...; strokes: .json/.ndjson).",
         epilog="Exit status: 0 all predicted, 1 some file failed (named on stderr), 2 model/usage error.",
     )

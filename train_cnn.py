@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from quickdraw_cnn.cli import (
+    ArgumentParser,
     at_most,
     fraction,
     non_negative_float,
@@ -44,7 +45,7 @@ from quickdraw_cnn.config import (
 
 def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()  # the defaults live there, once
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--split", type=Path, default=None, help="split folder to read (default: data/split)")
     p.add_argument(
         "--data",

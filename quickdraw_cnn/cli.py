@@ -9,6 +9,13 @@ from typing import TypeVar
 Number = TypeVar("Number", int, float)
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, but a bad argument is one line (argparse prints the whole usage block first)."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def _parse(text: str, convert: Callable[[str], Number], requirement: str) -> Number:
     """`convert(text)`, or argparse's one-line error saying what the option needs."""
     try:

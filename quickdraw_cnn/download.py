@@ -41,7 +41,14 @@ import urllib3
 from tqdm import tqdm
 
 from quickdraw_cnn import categories as cat
-from quickdraw_cnn.cli import at_most, non_negative_float, non_negative_int, positive_float, positive_int
+from quickdraw_cnn.cli import (
+    ArgumentParser,
+    at_most,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from quickdraw_cnn.files import write_text_atomic
 from quickdraw_cnn.npy_format import ROW_BYTES, NpyFormatError, parse_header, read_header
 
@@ -848,7 +855,7 @@ def _base_url_arg(text: str) -> str:
 
 def build_parser(prog: str, description: str, default_categories: Path, default_rows: int) -> argparse.ArgumentParser:
     """The option set shared by download_subset.py and download_dataset.py (only the defaults differ)."""
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog=prog,
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -286,3 +286,21 @@ def test_a_nonsense_header_names_the_file(data_dir: Path, tmp_path: Path, header
     (data_dir / "dog.npy").write_bytes(b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body + bytes(3 * 784))
     result = run_cli("--data", str(data_dir), "--out", str(tmp_path / "s"))
     assert result.returncode == 1 and "dog.npy" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "script, args",
+    [
+        ("get_dataset.py", ["--seed", "x"]),
+        ("download_subset.py", ["--workers", "0"]),
+        ("download_dataset.py", ["--no-such-option"]),
+        ("train_cnn.py", ["--epochs", "0"]),
+        ("load_model_predict.py", []),
+    ],
+)
+def test_every_script_refuses_a_bad_argument_in_one_line(script: str, args: list[str]) -> None:
+    """argparse would print its whole usage block first; one line says what is wrong and where to look."""
+    result = subprocess.run([sys.executable, str(ROOT / script), *args], capture_output=True, text=True, cwd=ROOT)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"{script}: error: ") and lines[0].endswith("(see --help)")

@@ -644,8 +644,9 @@ def test_making_the_split_names_the_split_option(split_dir: Path, tmp_path: Path
 def test_max_per_class_without_data_is_refused(split_dir: Path, tmp_path: Path) -> None:
     run = _cli("--split", str(split_dir), "--out", str(tmp_path / "m"), "--max-per-class", "5")
     assert run.returncode == 2
-    assert run.stderr.strip().splitlines()[-1] == (
-        "train_cnn.py: error: argument --max-per-class: only applies with --data (the split is used as it is)"
+    assert run.stderr.strip() == (
+        "train_cnn.py: error: argument --max-per-class: only applies with --data (the split is used as it is) "
+        "(see --help)"
     )
 
 
