@@ -56,6 +56,11 @@ from .model import (
     mirror_averaged,
 )
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; one run per work folder is then up to the user
+    fcntl = None
+
 ARCHITECTURES = {"labs21": build_cnn}
 WORK_STATE = "run.json"  # what the work folder was training, checked before resuming
 # Version of the work folder's contents. Keras keys weight files by layer class, so a change of
@@ -568,6 +573,35 @@ def _check_ours(work: Path) -> None:
                 )
 
 
+_WORK_LOCKS: dict[Path, int] = {}  # work folder -> open descriptor holding its lock, for the run's length
+
+
+def lock_work_dir(work: Path) -> None:
+    """One run per work folder. Two runs of the same command (same --out) would otherwise train into,
+    resume from and finally delete the same folder, and publish a model with an empty history. An
+    advisory lock on the folder itself (where the OS has flock), released by `unlock_work_dirs`."""
+    if fcntl is None or work in _WORK_LOCKS or not work.is_dir():
+        return
+    fd = os.open(work, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise TrainError(
+            f"work folder {work} is in use by another train_cnn.py run with the same --out; wait for it, "
+            "or give this run another --out or --work-dir"
+        ) from None
+    _WORK_LOCKS[work] = fd
+
+
+def unlock_work_dirs(*works: Path) -> None:
+    """Release the locks on `works` (all of this process's when none are named)."""
+    for work in works or list(_WORK_LOCKS):
+        fd = _WORK_LOCKS.pop(work, None)
+        if fd is not None:
+            os.close(fd)
+
+
 def prepare_work_dir(config: TrainConfig, split: Split, task: Task) -> tuple[Path, int]:
     """The work folder for this task; refuses to resume a run made with other settings or another split.
 
@@ -587,8 +621,10 @@ def prepare_work_dir(config: TrainConfig, split: Split, task: Task) -> tuple[Pat
     }
     state_path = work / WORK_STATE
     _check_ours(work)
+    lock_work_dir(work)  # before anything is read or deleted
     if config.fresh and work.exists():
         shutil.rmtree(work)
+        unlock_work_dirs(work)
     resumed_epoch = 0
     if state_path.is_file():
         try:
@@ -619,8 +655,10 @@ def prepare_work_dir(config: TrainConfig, split: Split, task: Task) -> tuple[Pat
                 continue
     else:
         shutil.rmtree(work, ignore_errors=True)  # stale pieces without a state: start clean
+        unlock_work_dirs(work)
     try:
         work.mkdir(parents=True, exist_ok=True)
+        lock_work_dir(work)
         write_text_atomic(state_path, json.dumps(state, indent=1))
     except OSError as exc:
         raise TrainError(f"work folder {work}: cannot write ({exc.strerror or exc})") from None
@@ -682,6 +720,7 @@ def train(
         return _train(config, callbacks, strategy)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
+        unlock_work_dirs()
 
 
 def _train(

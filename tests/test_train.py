@@ -416,6 +416,29 @@ def test_resume_refuses_changed_settings_or_split(split_dir: Path, tmp_path: Pat
         prepare_work_dir(_quick_config(moved, tmp_path, batch_size=8), Split.load(moved), Task())
 
 
+def test_a_work_folder_in_use_by_another_run_is_refused(split_dir: Path, tmp_path: Path) -> None:
+    """Two runs of one command would train into, and finally delete, the same work folder."""
+    from quickdraw_cnn.train import Task, TrainError, prepare_work_dir, unlock_work_dirs
+
+    config = _quick_config(split_dir, tmp_path, batch_size=8)
+    work, _ = prepare_work_dir(config, Split.load(split_dir), Task())
+    unlock_work_dirs()  # as train() does at its end
+    hold = "import fcntl, os, sys, time; fcntl.flock(os.open(sys.argv[1], os.O_RDONLY), fcntl.LOCK_EX); print(1)"
+    other = subprocess.Popen([sys.executable, "-c", hold + "; time.sleep(60)", str(work)], stdout=subprocess.PIPE)
+    try:
+        assert other.stdout.readline().strip() == b"1"  # the other run holds the folder now
+        for fresh in (False, True):
+            again = _quick_config(split_dir, tmp_path, batch_size=8, fresh=fresh)
+            with pytest.raises(TrainError, match="is in use by another train_cnn.py run with the same --out"):
+                prepare_work_dir(again, Split.load(split_dir), Task())
+        assert (work / "run.json").is_file()  # --fresh did not delete it under the other run
+    finally:
+        other.kill()
+        other.wait()
+    assert prepare_work_dir(config, Split.load(split_dir), Task()) == (work, 0)
+    unlock_work_dirs()
+
+
 def test_work_dir_holding_other_files_is_never_deleted(split_dir: Path, tmp_path: Path) -> None:
     """The work folder is deleted whole after a run (and for --fresh): a mistaken --work-dir is refused."""
     from quickdraw_cnn.train import Task, TrainError, prepare_work_dir
