@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from quickdraw_cnn.cli import ArgumentParser
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.save_preprocessed:
         try:  # before the first file, so a bad path is one line, not a traceback mid-way
             args.save_preprocessed.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=args.save_preprocessed).close()  # writable, not just there
         except OSError as exc:
             why = "exists and is not a folder" if isinstance(exc, FileExistsError) else exc.strerror or exc
             print(f"error: --save-preprocessed {args.save_preprocessed}: {why}", file=sys.stderr)
@@ -99,7 +101,11 @@ def main(argv: list[str] | None = None) -> int:
                 n += 1
                 stem = f"{Path(name).name}.{n}"
             used.add(f"{stem}.png")
-            results[-1]["saved"] = str(save_enlarged(bitmap, args.save_preprocessed / f"{stem}.png"))
+            try:
+                results[-1]["saved"] = str(save_enlarged(bitmap, args.save_preprocessed / f"{stem}.png"))
+            except OSError as exc:  # the disk filled up, say
+                print(f"error: --save-preprocessed {args.save_preprocessed}: {exc.strerror or exc}", file=sys.stderr)
+                return 2
 
     if bitmaps:
         for slot, preds in zip(slots, predictor.predict_bitmaps(np.stack(bitmaps), top=args.top)):

@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         if data_dir is None and not (args.split / "split.json").exists() and any(Path("data").glob("*.npy")):
             data_dir = Path("data")
             print(f"{prog}: no split in {args.split}; making one from {data_dir}/", file=sys.stderr)
-    if args.max_per_class is not None and data_dir is None:
+    if args.max_per_class is not None and args.data is None:  # also when data/ is split for you: a rerun would not
         parser.error("argument --max-per-class: only applies with --data (the split is used as it is)")
 
     try:
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted; run the same command again to resume (--out untouched)", file=sys.stderr)
+        print(f"{prog}: interrupted; run the same command again to finish the run", file=sys.stderr)
         return 130
     if "test" in metrics:
         t = metrics["test"]

@@ -225,19 +225,16 @@ def remove_background(ink: np.ndarray) -> np.ndarray:
 
     The estimate is a morphological opening of a coarse (block-mean) image: thin bright strokes vanish,
     slow light gradients and wide areas stay. It is widened a little (so a sharp shadow's or table's
-    edge is covered, not left as a line), blurred and enlarged back to full size. The coarse image is
-    first extended past the picture's edges, so that a strip lining an edge (a table) counts as wide.
+    edge is covered, not left as a line), blurred and enlarged back to full size. A table's strip too
+    thin for this, lining the picture's edge, is left to `remove_border_strips`.
     """
     h, w = ink.shape
     f = max(1, round(max(h, w) / 64))
     small = Image.fromarray(np.clip(ink, 0, 255).astype(np.uint8), "L")
     if f > 1:
         small = small.reduce(f)
-    pad = 4
-    small = Image.fromarray(np.pad(np.asarray(small), pad, mode="edge"))
     small = small.filter(ImageFilter.MinFilter(5)).filter(ImageFilter.MaxFilter(5))
     small = small.filter(ImageFilter.GaussianBlur(1)).filter(ImageFilter.MaxFilter(5))
-    small = small.crop((pad, pad, small.width - pad, small.height - pad))
     bg = np.asarray(small.resize((w, h), Image.BILINEAR), dtype=np.float32)
     return np.clip(ink - bg, 0.0, 255.0)
 
@@ -281,8 +278,8 @@ def ink_mask(fg: np.ndarray, photo: bool = False) -> np.ndarray:
 
 def remove_border_strips(mask: np.ndarray) -> np.ndarray:
     """Drop what is left of the edge of the table a sheet of paper was photographed on: "ink" lining
-    one side of the picture from the picture's edge, along at least a fiftieth of that side and three
-    times as long as it is deep (a stroke may cross an edge, but does not line it), or at most 3 px
+    one side of the picture from the picture's edge, along at least a fiftieth of that side and twice
+    as long as it is deep (a stroke may cross an edge, but does not line it), or at most 3 px
     deep (the last slivers). Such a strip's ink joined to the edge is removed, up to twice the strip's
     usual depth (+2 px).
     """
@@ -294,7 +291,7 @@ def remove_border_strips(mask: np.ndarray) -> np.ndarray:
         edges = np.flatnonzero(np.diff(np.concatenate([[0], lead > 0, [0]]).astype(np.int8)))
         for start, stop in zip(edges[::2], edges[1::2]):  # each stretch of rows with ink at the edge
             depth = int(np.median(lead[start:stop]))
-            if stop - start >= max(len(lead) / 50, 3 * depth) or depth <= 3:
+            if stop - start >= max(len(lead) / 50, 2 * depth) or depth <= 3:
                 cut = np.minimum(lead[start:stop], 2 * depth + 2)
                 band[start:stop][np.arange(band.shape[1])[None, :] < cut[:, None]] = False
     return mask

@@ -67,6 +67,7 @@ WORK_STATE = "run.json"  # what the work folder was training, checked before res
 # training-time layers (2: FusedBatchNormalization) makes an older folder unloadable; 3: run.json records
 # every training setting. Refuse an older folder clearly.
 WORK_FORMAT = 3
+RESUMABLE_FORMATS = (2, 3)  # format 2 has the same weight files; its run.json records fewer settings
 HISTORY_FILE = "history.csv"
 # What a work folder may hold: it is deleted whole (after a run, or for --fresh), so a folder holding
 # anything else (a mistaken --work-dir) is refused instead. Multi-worker roots hold one folder per task.
@@ -551,7 +552,7 @@ def _resume_mismatch(old: dict, state: dict) -> list[str]:
     """What differs between an interrupted run's settings and this run's, as option phrases."""
     diffs = []
     for key, now in state.items():
-        if key in ("format", "class_names") or old.get(key) == now:
+        if key in ("format", "class_names") or key not in old or old[key] == now:  # not recorded: format 2
             continue
         if key == "split_sha256":
             if old.get("split") == state["split"]:
@@ -580,7 +581,7 @@ def lock_work_dir(work: Path) -> None:
     """One run per work folder. Two runs of the same command (same --out) would otherwise train into,
     resume from and finally delete the same folder, and publish a model with an empty history. An
     advisory lock on the folder itself (where the OS has flock), released by `unlock_work_dirs`."""
-    if fcntl is None or work in _WORK_LOCKS or not work.is_dir():
+    if fcntl is None or work in _WORK_LOCKS:
         return
     fd = os.open(work, os.O_RDONLY)
     try:
@@ -594,12 +595,18 @@ def lock_work_dir(work: Path) -> None:
     _WORK_LOCKS[work] = fd
 
 
-def unlock_work_dirs(*works: Path) -> None:
-    """Release the locks on `works` (all of this process's when none are named)."""
-    for work in works or list(_WORK_LOCKS):
-        fd = _WORK_LOCKS.pop(work, None)
-        if fd is not None:
-            os.close(fd)
+def unlock_work_dirs() -> None:
+    """Release this process's work-folder locks (the run is over)."""
+    while _WORK_LOCKS:
+        os.close(_WORK_LOCKS.popitem()[1])
+
+
+def _empty(folder: Path) -> None:
+    for child in folder.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def prepare_work_dir(config: TrainConfig, split: Split, task: Task) -> tuple[Path, int]:
@@ -621,17 +628,20 @@ def prepare_work_dir(config: TrainConfig, split: Split, task: Task) -> tuple[Pat
     }
     state_path = work / WORK_STATE
     _check_ours(work)
-    lock_work_dir(work)  # before anything is read or deleted
-    if config.fresh and work.exists():
-        shutil.rmtree(work)
-        unlock_work_dirs(work)
+    try:  # made and locked before anything in it is read or deleted; emptied, never deleted, until the end
+        work.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TrainError(f"work folder {work}: cannot write ({exc.strerror or exc})") from None
+    lock_work_dir(work)
+    if config.fresh:
+        _empty(work)
     resumed_epoch = 0
     if state_path.is_file():
         try:
             old = json.loads(state_path.read_text())
         except ValueError:
             raise TrainError(f"work folder {work}: unreadable {WORK_STATE}; pass --fresh to start over") from None
-        if old.get("format", 1) != WORK_FORMAT:
+        if old.get("format", 1) not in RESUMABLE_FORMATS:
             raise TrainError(
                 f"{work}: holds an interrupted run of another version of train_cnn.py, which this one cannot "
                 "resume; pass --fresh to discard it"
@@ -654,11 +664,8 @@ def prepare_work_dir(config: TrainConfig, split: Split, task: Task) -> tuple[Pat
             except (OSError, ValueError, KeyError, TypeError):
                 continue
     else:
-        shutil.rmtree(work, ignore_errors=True)  # stale pieces without a state: start clean
-        unlock_work_dirs(work)
+        _empty(work)  # stale pieces without a state: start clean
     try:
-        work.mkdir(parents=True, exist_ok=True)
-        lock_work_dir(work)
         write_text_atomic(state_path, json.dumps(state, indent=1))
     except OSError as exc:
         raise TrainError(f"work folder {work}: cannot write ({exc.strerror or exc})") from None
@@ -924,16 +931,20 @@ def _train(
         )
     except ExportError as exc:
         raise TrainError(str(exc)) from None
-    shutil.rmtree(work, ignore_errors=True)  # done: nothing left to resume
-    _remove_if_empty(config.resolved_work_dir())  # the multi-worker root, once every task is done
+    figures_failed = None
     if config.screenshots_dir is not None:
         try:
             report.write_figures(config.screenshots_dir, class_names, evaluation, history, metrics)
         except OSError as exc:
-            raise TrainError(
+            figures_failed = TrainError(
                 f"--screenshots {config.screenshots_dir}: figures not written ({exc.strerror or exc}); "
                 f"the model in {config.out_dir} is complete"
-            ) from None
+            )
+    # done: nothing left to resume (kept until now, so Ctrl-C during the figures can be rerun to finish)
+    shutil.rmtree(work, ignore_errors=True)
+    _remove_if_empty(config.resolved_work_dir())  # the multi-worker root, once every task is done
+    if figures_failed is not None:
+        raise figures_failed
     return metrics
 
 

@@ -105,6 +105,16 @@ def on_table(photo: bytes, fill: float, table: tuple[int, int, int] = (90, 60, 4
     return _jpeg(out)
 
 
+def cropped_to_drawing(photo: bytes) -> bytes:
+    """The photo cropped to the drawing's bounding box, as an app's crop tool leaves it: strokes touch
+    the picture's edges."""
+    img = Image.open(io.BytesIO(photo)).convert("RGB")
+    grey = np.asarray(img.convert("L"), dtype=np.float32)
+    ink = grey < np.median(grey) - 60
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    return _jpeg(img.crop((int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)))
+
+
 LIGHTING = ("dim", "hard_shadow", "soft_shadow", "flash")
 
 

@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -432,15 +433,20 @@ def test_two_runs_into_one_folder_keep_every_manifest_entry(tmp_path: Path) -> N
     """Each run rewrites the manifest from what it read: without a lock across processes, entries get lost."""
     out = tmp_path / "data"
     out.mkdir()
+    go = tmp_path / "go"
     code = (
-        "import sys; from pathlib import Path; from quickdraw_cnn import download as dl\n"
-        "out, tag = Path(sys.argv[1]), sys.argv[2]\n"
-        "for i in range(40):\n"
+        "import sys, time; from pathlib import Path; from quickdraw_cnn import download as dl\n"
+        "out, tag, go = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])\n"
+        "while not go.exists():\n"  # all start together, once each has imported
+        "    time.sleep(0.001)\n"
+        "for i in range(100):\n"
         "    dl.record_files(out, [{'file': f'{tag}{i}.npy', 'rows': i}])\n"
     )
     runs = [
-        subprocess.Popen([sys.executable, "-c", code, str(out), tag], cwd=ROOT, stderr=subprocess.PIPE)
+        subprocess.Popen([sys.executable, "-c", code, str(out), tag, str(go)], cwd=ROOT, stderr=subprocess.PIPE)
         for tag in ("a", "b", "c")
     ]
+    time.sleep(2)  # the imports
+    go.touch()
     assert all(run.wait(timeout=60) == 0 for run in runs), [run.stderr.read() for run in runs]
-    assert len(dl.read_manifest(out)) == 120
+    assert len(dl.read_manifest(out)) == 300

@@ -224,7 +224,7 @@ def test_class_names_with_a_bom(exported, tmp_path: Path, capsys) -> None:
     assert p.class_names == CLASSES and capsys.readouterr().err == ""  # and the card still matches
 
 
-@pytest.mark.parametrize("where", ["file", "file/sub"])
+@pytest.mark.parametrize("where", ["file", "file/sub", "/proc"])  # /proc: a folder nobody can write in
 def test_cli_save_preprocessed_not_a_folder(exported, tmp_path: Path, where: str) -> None:
     (tmp_path / "file").write_text("mine")
     drawing = tmp_path / "tri.json"

@@ -416,6 +416,25 @@ def test_resume_refuses_changed_settings_or_split(split_dir: Path, tmp_path: Pat
         prepare_work_dir(_quick_config(moved, tmp_path, batch_size=8), Split.load(moved), Task())
 
 
+def test_a_run_interrupted_before_stop_13_still_resumes(split_dir: Path, tmp_path: Path) -> None:
+    """Format 2 work folders (run.json with a few settings) hold the same weight files: they resume, and
+    the settings they did record are still checked."""
+    from quickdraw_cnn.train import Task, TrainError, prepare_work_dir
+
+    split = Split.load(split_dir)
+    config = _quick_config(split_dir, tmp_path, batch_size=8)
+    work, _ = prepare_work_dir(config, split, Task())
+    old = {"format": 2, "class_names": split.class_names, "arch": "labs21", "split_dir": str(split_dir.resolve())}
+    (work / "run.json").write_text(json.dumps({**old, "batch_size": 8, "precision": config.precision}))
+    assert prepare_work_dir(_quick_config(split_dir, tmp_path, batch_size=8), split, Task()) == (work, 0)
+    (work / "run.json").write_text(json.dumps({**old, "batch_size": 8, "precision": config.precision}))
+    with pytest.raises(TrainError, match="--batch-size 8 \\(now 16\\)"):
+        prepare_work_dir(_quick_config(split_dir, tmp_path, batch_size=16), split, Task())
+    (work / "run.json").write_text(json.dumps({**old, "format": 1}))
+    with pytest.raises(TrainError, match="another version of train_cnn.py"):
+        prepare_work_dir(config, split, Task())
+
+
 def test_a_work_folder_in_use_by_another_run_is_refused(split_dir: Path, tmp_path: Path) -> None:
     """Two runs of one command would train into, and finally delete, the same work folder."""
     from quickdraw_cnn.train import Task, TrainError, prepare_work_dir, unlock_work_dirs
@@ -577,12 +596,25 @@ def test_torn_backup_falls_back_and_late_figure_failure_is_one_line(
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    spare = tmp_path / "spare"
+    shutil.copytree(work, spare)
+    # Ctrl-C while the figures are drawn: the work folder stays, so the same command finishes the run
+    monkeypatch.setattr(report, "write_figures", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        train(_quick_config(split_dir, tmp_path))
+    assert (work / "run.json").is_file()
+    shutil.rmtree(work)
+    shutil.copytree(spare, work)
     monkeypatch.setattr(report, "write_figures", disk_full)
     with pytest.raises(TrainError, match="--screenshots .*figures not written \\(No space left on device\\)"):
         train(_quick_config(split_dir, tmp_path))
     metrics = json.loads((tmp_path / "models" / "metrics.json").read_text())  # the model is complete
     assert metrics["initial_epoch"] == 1 and metrics["training"]["epochs_run_this_time"] == 1
     assert metrics["history"]["epoch"] == [1, 2]
+    assert not work.exists()  # and nothing is left to resume
     # both copies torn: one line suggesting --fresh, not an h5py traceback
     shutil.copytree(finished_work, tmp_path / "work2")
     for name in ("latest.weights.h5", "latest.weights.h5.bkp"):
@@ -665,6 +697,14 @@ def test_making_the_split_names_the_split_option(split_dir: Path, tmp_path: Path
 
 
 def test_max_per_class_without_data_is_refused(split_dir: Path, tmp_path: Path) -> None:
+    # also where data/ holds class files but no split yet (train_cnn.py would split data/ itself): the
+    # same command run again, to resume, would then be refused, so it is refused from the start
+    (tmp_path / "data").mkdir()
+    shutil.copy(next((split_dir.parent / "data").glob("*.npy")), tmp_path / "data")
+    cmd = [sys.executable, str(ROOT / "train_cnn.py"), "--max-per-class", "5"]
+    run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 2 and "--max-per-class: only applies with --data" in run.stderr
+    assert not (tmp_path / "data" / "split").exists()
     run = _cli("--split", str(split_dir), "--out", str(tmp_path / "m"), "--max-per-class", "5")
     assert run.returncode == 2
     assert run.stderr.strip() == (
