@@ -21,8 +21,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import classification_report, confusion_matrix  # noqa: E402
 
-from .files import write_text_atomic  # noqa: E402
-
 FULL_MATRIX_MAX_CLASSES = 40
 
 
@@ -234,24 +232,6 @@ def write_figures(
         cm = confusion_matrix(evaluation.y_true, evaluation.y_pred, labels=labels)
         plot_confusion_matrix(cm, class_names, shots / "confusion_matrix.png")
         written.append(shots / "confusion_matrix.png")
-    return written
-
-
-def write_reports(
-    out_dir: Path,
-    screenshots_dir: Path | None,
-    class_names: list[str],
-    evaluation: Evaluation,
-    history: dict[str, list[float]],
-    metrics: dict,
-) -> list[Path]:
-    """classification_report.txt + metrics.json in `out_dir`; figures in `screenshots_dir`."""
-    written = []
-    for name, text in report_texts(class_names, evaluation, metrics).items():
-        write_text_atomic(Path(out_dir) / name, text)
-        written.append(Path(out_dir) / name)
-    if screenshots_dir is not None:
-        written += write_figures(screenshots_dir, class_names, evaluation, history, metrics)
     return written
 
 
