@@ -49,13 +49,8 @@ from quickdraw_cnn.cli import (
     positive_float,
     positive_int,
 )
-from quickdraw_cnn.files import write_text_atomic
+from quickdraw_cnn.files import lock_folder, write_text_atomic
 from quickdraw_cnn.npy_format import ROW_BYTES, NpyFormatError, parse_header, read_header
-
-try:
-    import fcntl
-except ImportError:  # Windows: no flock; runs into one folder at a time there
-    fcntl = None
 
 DEFAULT_SUBSET_ROWS = 4000  # what Labs 21 trained on: 100 classes x 4,000 drawings (~314 MB)
 DEFAULT_DATASET_ROWS = 10000  # 345 classes x 10,000 drawings = 2.7 GB instead of ~39.5 GB whole
@@ -212,15 +207,12 @@ def _manifest_locked(out_dir: Path) -> Iterator[None]:
     """Held while the manifest is read, changed and written: by this process's threads, and by other
     runs into the same folder (an advisory lock on the folder itself, where the OS has flock)."""
     with _manifest_lock:
-        if fcntl is None:
-            yield
-            return
-        fd = os.open(out_dir, os.O_RDONLY)
+        fd = lock_folder(out_dir)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
-            os.close(fd)  # releases the lock
+            if fd is not None:
+                os.close(fd)  # releases the lock
 
 
 def record_files(out_dir: Path, entries: Sequence[dict]) -> None:

@@ -7,6 +7,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so no folder locks there
+    fcntl = None
+
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write to `<name>.part` beside the target, then rename over it (atomic on one filesystem)."""
@@ -48,3 +53,22 @@ def recover_interrupted(target: str | os.PathLike) -> bool:
     os.rename(olds[-1], target)
     shutil.rmtree(olds[-1].parent, ignore_errors=True)
     return True
+
+
+def is_within(path: Path, folder: Path) -> bool:
+    """`path` is `folder` or inside it (both resolved by the caller)."""
+    return path == folder or folder in path.parents
+
+
+def lock_folder(folder: str | os.PathLike, wait: bool = True) -> int | None:
+    """An advisory lock on `folder` itself (flock), held until the returned descriptor is closed; None
+    where the OS has no flock. With `wait=False`, BlockingIOError if another process holds it."""
+    if fcntl is None:
+        return None
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

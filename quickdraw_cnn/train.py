@@ -47,7 +47,7 @@ from .config import (
     TrainConfig,
 )
 from .dataset import SPLIT_FILE, DatasetError, Split, gather, write_split
-from .files import write_text_atomic
+from .files import is_within, lock_folder, write_text_atomic
 from .model import (
     FLOP_PER_TRAINED_DRAWING,
     FusedBatchNormalization,
@@ -55,11 +55,6 @@ from .model import (
     compile_for_training,
     mirror_averaged,
 )
-
-try:
-    import fcntl
-except ImportError:  # Windows: no flock; one run per work folder is then up to the user
-    fcntl = None
 
 ARCHITECTURES = {"labs21": build_cnn}
 WORK_STATE = "run.json"  # what the work folder was training, checked before resuming
@@ -510,10 +505,6 @@ def check_writable(out_dir: Path, need_bytes: int = MIN_FREE_BYTES, option: str 
         )
 
 
-def _within(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
 def check_paths(config: TrainConfig, split: Split) -> None:
     """Refuse an --out or work folder that holds what the run reads or runs in: the export swaps --out
     away whole (`--out .` would link the folder into itself) and a finished run deletes its work folder."""
@@ -525,16 +516,16 @@ def check_paths(config: TrainConfig, split: Split) -> None:
         (f"the data folder {split.data_dir}", split.data_dir.resolve()),
     ]
     for what, path in guarded:
-        if _within(path, out):
+        if is_within(path, out):
             raise TrainError(
                 f"--out {config.out_dir} is or holds {what}, which the export would swap away; "
                 "choose a folder of its own"
             )
-        if _within(path, work):
+        if is_within(path, work):
             raise TrainError(
                 f"work folder {work} is or holds {what}, and is deleted after the run; choose another --work-dir"
             )
-    if _within(work, out) or _within(out, work):
+    if is_within(work, out) or is_within(out, work):
         raise TrainError(f"--out {config.out_dir} and the work folder {work} must not hold one another")
 
 
@@ -581,18 +572,19 @@ def lock_work_dir(work: Path) -> None:
     """One run per work folder. Two runs of the same command (same --out) would otherwise train into,
     resume from and finally delete the same folder, and publish a model with an empty history. An
     advisory lock on the folder itself (where the OS has flock), released by `unlock_work_dirs`."""
-    if fcntl is None or work in _WORK_LOCKS:
+    if work in _WORK_LOCKS:
         return
-    fd = os.open(work, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
+        fd = lock_folder(work, wait=False)
+    except BlockingIOError:
         raise TrainError(
             f"work folder {work} is in use by another train_cnn.py run with the same --out; wait for it, "
             "or give this run another --out or --work-dir"
         ) from None
-    _WORK_LOCKS[work] = fd
+    except OSError as exc:  # a filesystem without locks, say
+        raise TrainError(f"work folder {work}: cannot lock it ({exc.strerror or exc})") from None
+    if fd is not None:
+        _WORK_LOCKS[work] = fd
 
 
 def unlock_work_dirs() -> None:
