@@ -131,16 +131,18 @@ def write_split(
     test_fraction: float = 0.1,
     seed: int = 0,
     categories: list[str] | None = None,
+    option: str = "--out",
 ) -> dict:
     """Write the split index to `out_dir` atomically (a temporary folder renamed into place).
 
     `out_dir` is replaced only when it is a split already (or absent): pointed by mistake at the data,
-    or at any other folder or file, it is refused rather than swapped away.
+    or at any other folder or file, it is refused rather than swapped away (messages name it as `option`,
+    the caller's name for it).
     """
     files = scan_data_dir(data_dir, categories)
     index, used = make_index(files, max_per_class, val_fraction, test_fraction, seed)
     out_dir = Path(out_dir).resolve()  # a link to a split folder: write the split there
-    check_split_target(out_dir, Path(data_dir))
+    check_split_target(out_dir, Path(data_dir), option)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     data_ref = os.path.relpath(Path(data_dir).resolve(), out_dir.resolve())
     info = {
@@ -167,15 +169,15 @@ def write_split(
     return info
 
 
-def check_split_target(out_dir: Path, data_dir: Path) -> None:
-    """Refuse an `--out` that is not a split folder: writing a split replaces the whole folder."""
+def check_split_target(out_dir: Path, data_dir: Path, option: str = "--out") -> None:
+    """Refuse an `option` folder that is not a split folder: writing a split replaces the whole folder."""
     data, out = Path(data_dir).resolve(), out_dir.resolve()
     if is_within(data, out):
-        raise DatasetError(f"--out {out_dir} would replace the data folder {data_dir}; choose a folder of its own")
+        raise DatasetError(f"{option} {out_dir} would replace the data folder {data_dir}; choose a folder of its own")
     if out_dir.exists() and not out_dir.is_dir():
-        raise DatasetError(f"--out {out_dir} is a file, not a split folder; refusing to replace it")
+        raise DatasetError(f"{option} {out_dir} is a file, not a split folder; refusing to replace it")
     if out_dir.is_dir() and not (out_dir / SPLIT_FILE).is_file() and any(out_dir.iterdir()):
-        raise DatasetError(f"--out {out_dir} holds other files and no {SPLIT_FILE}; refusing to replace it")
+        raise DatasetError(f"{option} {out_dir} holds other files and no {SPLIT_FILE}; refusing to replace it")
 
 
 def advise_random(bitmaps: Sequence[np.ndarray]) -> None:

@@ -943,14 +943,9 @@ def _train(
 def make_split_from(data_dir: Path, split_dir: Path, max_per_class: int | None, seed: int) -> dict:
     """Write a split of `data_dir` into `split_dir` (what get_dataset.py does), for `--data`."""
     try:
-        return write_split(data_dir, split_dir, max_per_class=max_per_class, seed=seed)
+        return write_split(data_dir, split_dir, max_per_class=max_per_class, seed=seed, option="--split")
     except OSError as exc:
         raise TrainError(f"{split_dir}: cannot write the split ({exc.strerror or exc})") from None
-    except DatasetError as exc:  # write_split names get_dataset.py's --out; here that folder is --split
-        message = str(exc)
-        if message.startswith("--out "):
-            raise DatasetError("--split " + message.removeprefix("--out ")) from None
-        raise
 
 
 __all__ = [
