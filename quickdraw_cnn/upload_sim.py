@@ -52,6 +52,13 @@ def canvas_png(
     return buf.getvalue()
 
 
+def _jpeg(rgb: np.ndarray | Image.Image, quality: int = 85) -> bytes:
+    img = rgb if isinstance(rgb, Image.Image) else Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
 def photo_jpeg(
     strokes,
     rng: np.random.Generator,
@@ -81,17 +88,7 @@ def photo_jpeg(
     grey = paper * (1 - a) + ink_level * light * a
     grey += rng.normal(0.0, 5.0, size=grey.shape).astype(np.float32)
     rgb = np.stack([grey * 1.02, grey, grey * 0.93], axis=2)  # warm paper tint
-    img = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()
-
-
-def _jpeg(rgb: np.ndarray | Image.Image, quality: int = 85) -> bytes:
-    img = rgb if isinstance(rgb, Image.Image) else Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()
+    return _jpeg(rgb, quality)
 
 
 def on_table(photo: bytes, fill: float, table: tuple[int, int, int] = (90, 60, 40)) -> bytes:
