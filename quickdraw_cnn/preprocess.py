@@ -260,17 +260,16 @@ def remove_specks(mask: np.ndarray) -> np.ndarray:
     return mask & (np.asarray(img) >= 26)  # 2.5 of 25 pixels, in 0..255 units
 
 
-def ink_mask(fg: np.ndarray, photo: bool = False) -> np.ndarray:
+def ink_mask(fg: np.ndarray) -> np.ndarray:
     """Binary ink from the background-free image: blur off pixel noise, adaptive (Otsu) threshold
-    clamped to the ink's own contrast, specks removed (and, in a photo, the edges of the table the
-    paper lies on). Raises NoDrawingError on a blank page."""
+    clamped to the ink's own contrast, the edges of a table the paper lies on and specks removed (a
+    photo's path: a clean canvas takes `canvas_mask`). Raises NoDrawingError on a blank page."""
     blurred = np.asarray(Image.fromarray(fg.astype(np.uint8), "L").filter(ImageFilter.GaussianBlur(1)))
     hi = float(blurred.max())
     if hi < MIN_CONTRAST:
         raise NoDrawingError()
     t = min(max(otsu_threshold(blurred), 0.25 * hi, 0.5 * MIN_CONTRAST), 0.6 * hi)
-    mask = blurred > t
-    mask = remove_specks(remove_border_strips(mask) if photo else mask)
+    mask = remove_specks(remove_border_strips(blurred > t))
     if mask.sum() < max(MIN_INK_PIXELS, MIN_INK_FRACTION * mask.size):
         raise NoDrawingError()
     return mask
@@ -405,7 +404,7 @@ def preprocess_image(img: Image.Image) -> np.ndarray:
     img = apply_exif_orientation(img)
     grey = shrink_to_work_size(to_grey(img))
     ink = fix_polarity(grey)
-    mask = canvas_mask(ink) if is_clean_canvas(ink) else ink_mask(remove_background(ink), photo=True)
+    mask = canvas_mask(ink) if is_clean_canvas(ink) else ink_mask(remove_background(ink))
     canvas = scale_to_frame(mask, crop_to_ink(mask))
     canvas, width = normalise_thickness(canvas)
     return centre_and_downsample(canvas, width)
@@ -414,6 +413,14 @@ def preprocess_image(img: Image.Image) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------- strokes
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _json(text: str) -> Any:
+    """json.loads, with nesting too deep for Python's parser a BadStrokesError (not a RecursionError)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise BadStrokesError("JSON nested too deeply") from None
 
 
 def load_strokes(obj: Any) -> list:
@@ -432,17 +439,13 @@ def load_strokes(obj: Any) -> list:
         if not text:
             raise BadStrokesError("empty strokes file")
         try:
-            obj = json.loads(text)
+            obj = _json(text)
         except json.JSONDecodeError:
             first = next(line for line in text.splitlines() if line.strip())
             try:
-                obj = json.loads(first)  # ndjson: several records, one per line
+                obj = _json(first)  # ndjson: several records, one per line
             except json.JSONDecodeError as exc:
                 raise BadStrokesError(f"not JSON ({exc.msg} at line {exc.lineno})") from None
-            except RecursionError:
-                raise BadStrokesError("JSON nested too deeply") from None
-        except RecursionError:
-            raise BadStrokesError("JSON nested too deeply") from None
     if isinstance(obj, dict):
         if "drawing" not in obj:
             raise BadStrokesError('JSON object without a "drawing" key')
