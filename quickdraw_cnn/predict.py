@@ -114,9 +114,7 @@ def _card_conflict(card: dict, model_dir: Path, names: list[str]) -> str | None:
     return None
 
 
-def _is_keras2(cfg: Any) -> bool:
-    if not isinstance(cfg, dict):
-        return False
+def _is_keras2(cfg: dict) -> bool:
     return str(cfg.get("keras_version", "")).startswith(("2.", "1.")) or "batch_input_shape" in json.dumps(
         cfg.get("config", {})
     )
