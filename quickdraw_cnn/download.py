@@ -305,9 +305,8 @@ def _plan(names: Sequence[str], out_dir: Path, base_url: str, max_rows: int | No
     return jobs
 
 
-def check_disk_space(out_dir: Path, jobs: Sequence[_Job]) -> None:
-    """Refuse to start when the finished files would not fit (a `.part` may copy an existing file)."""
-    need = sum(j.target_bytes or 0 for j in jobs if not j.skip)
+def check_disk_space(out_dir: Path, need: int) -> None:
+    """Refuse to start when `need` bytes of finished files would not fit (with a margin)."""
     if need == 0:
         return
     free = shutil.disk_usage(out_dir).free
@@ -759,7 +758,7 @@ def download(
     if not pending:
         log(plan)
     else:
-        check_disk_space(out, pending)
+        check_disk_space(out, sum(j.target_bytes or 0 for j in pending))  # a .part may copy an existing file
         ctx = _Run(max_rows, retries, backoff, timeout)
         check_reachable(ctx.session(), pending[0].url, timeout)
         log(plan)
@@ -939,9 +938,7 @@ def _synthetic(args: argparse.Namespace) -> int:
     entries: list[dict] = []
     try:
         args.out.mkdir(parents=True, exist_ok=True)
-        need, free = len(names) * rows * ROW_BYTES, shutil.disk_usage(args.out).free
-        if need + DISK_MARGIN > free:
-            raise DownloadError(f"not enough disk space: need {_human(need)}, {_human(free)} free")
+        check_disk_space(args.out, len(names) * rows * ROW_BYTES)
         for name in names:  # one class at a time, each on record as soon as it is written
             (path,) = synthetic.write_synthetic(args.out, [name], per_class=rows, seed=args.seed)
             entries.append(_entry(name, Path(path), "synthetic", rows, True, seed=args.seed))
