@@ -197,20 +197,12 @@ def main(argv: list[str] | None = None) -> int:
         from quickdraw_cnn.predict import import_tensorflow
 
         import_tensorflow()  # before quickdraw_cnn.train, so TensorFlow's C++ start-up chatter is filtered
-        from quickdraw_cnn.train import TrainError, make_split_from, train
+        from quickdraw_cnn.train import TrainError, check_paths, claim_work_dir, make_split_from, train
     except KeyboardInterrupt:
         print(f"{prog}: interrupted while loading TensorFlow; nothing was written", file=sys.stderr)
         return 130
 
     try:
-        if data_dir is not None:
-            info = make_split_from(data_dir, args.split, args.max_per_class, args.seed)
-            counts = info["counts"]
-            print(
-                f"split {data_dir} -> {args.split}: {len(info['class_names'])} classes, "
-                f"{counts['train']:,} train / {counts['val']:,} val / {counts['test']:,} test",
-                file=sys.stderr,
-            )
         config = TrainConfig(
             split_dir=args.split,
             out_dir=args.out,
@@ -237,6 +229,17 @@ def main(argv: list[str] | None = None) -> int:
             verbose=2 if args.quiet or not sys.stdout.isatty() else "auto",  # no progress bars in logs
             data_dir=data_dir,
         )
+        if data_dir is not None:
+            check_paths(config, data_dir)
+            if args.strategy != "multiworker":  # one run per --out, locked before the split is remade
+                claim_work_dir(config.resolved_work_dir())
+            info = make_split_from(data_dir, args.split, args.max_per_class, args.seed)
+            counts = info["counts"]
+            print(
+                f"split {data_dir} -> {args.split}: {len(info['class_names'])} classes, "
+                f"{counts['train']:,} train / {counts['val']:,} val / {counts['test']:,} test",
+                file=sys.stderr,
+            )
         metrics = train(config)
     except (TrainError, DatasetError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)

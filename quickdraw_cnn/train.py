@@ -505,7 +505,7 @@ def check_writable(out_dir: Path, need_bytes: int = MIN_FREE_BYTES, option: str 
         )
 
 
-def check_paths(config: TrainConfig, split: Split) -> None:
+def check_paths(config: TrainConfig, data_dir: Path) -> None:
     """Refuse an --out or work folder that holds what the run reads or runs in: the export swaps --out
     away whole (`--out .` would link the folder into itself) and a finished run deletes its work folder."""
     out = Path(config.out_dir).resolve()
@@ -513,7 +513,7 @@ def check_paths(config: TrainConfig, split: Split) -> None:
     guarded = [
         ("the current folder", Path.cwd().resolve()),
         (f"the split {config.split_dir}", Path(config.split_dir).resolve()),
-        (f"the data folder {split.data_dir}", split.data_dir.resolve()),
+        (f"the data folder {data_dir}", Path(data_dir).resolve()),
     ]
     for what, path in guarded:
         if is_within(path, out):
@@ -601,6 +601,17 @@ def _empty(folder: Path) -> None:
             child.unlink(missing_ok=True)
 
 
+def claim_work_dir(work: Path) -> None:
+    """Make and lock the work folder before anything in it is read or deleted, or anything this run
+    shares with another run of the same command is written (`--data` remakes the split first)."""
+    _check_ours(work)
+    try:  # emptied, never deleted, until the end
+        work.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TrainError(f"work folder {work}: cannot write ({exc.strerror or exc})") from None
+    lock_work_dir(work)
+
+
 def prepare_work_dir(config: TrainConfig, split: Split, task: Task) -> tuple[Path, int]:
     """The work folder for this task; refuses to resume a run made with other settings or another split.
 
@@ -619,12 +630,7 @@ def prepare_work_dir(config: TrainConfig, split: Split, task: Task) -> tuple[Pat
         **config.training_settings(),
     }
     state_path = work / WORK_STATE
-    _check_ours(work)
-    try:  # made and locked before anything in it is read or deleted; emptied, never deleted, until the end
-        work.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise TrainError(f"work folder {work}: cannot write ({exc.strerror or exc})") from None
-    lock_work_dir(work)
+    claim_work_dir(work)
     if config.fresh:
         _empty(work)
     resumed_epoch = 0
@@ -755,7 +761,7 @@ def _train(
         if config.screenshots_dir is not None:
             check_writable(Path(config.screenshots_dir), FIGURES_BYTES, "--screenshots")
     split = Split.load(config.split_dir)
-    check_paths(config, split)
+    check_paths(config, split.data_dir)
     class_names = split.class_names
     num_classes = len(class_names)
     if num_classes < 2:
@@ -954,6 +960,8 @@ __all__ = [
     "TrainConfig",
     "TrainError",
     "build_model",
+    "check_paths",
+    "claim_work_dir",
     "make_split_from",
     "random_affine",
     "train",

@@ -458,6 +458,29 @@ def test_a_work_folder_in_use_by_another_run_is_refused(split_dir: Path, tmp_pat
     unlock_work_dirs()
 
 
+def test_data_run_refused_by_the_lock_leaves_the_split_alone(split_dir: Path, tmp_path: Path) -> None:
+    """`--data` remakes the split: a second run of the same --out must be refused before it does."""
+    data = tmp_path / "data"
+    shutil.copytree(split_dir.parent / "data", data)
+    split = tmp_path / "split"
+    write_split(data, split, seed=0)
+    before = (split / "split.json").read_bytes()
+    work = tmp_path / ".models-train"  # the default work folder of --out tmp_path/models
+    work.mkdir()
+    hold = "import fcntl, os, sys, time; fcntl.flock(os.open(sys.argv[1], os.O_RDONLY), fcntl.LOCK_EX); print(1)"
+    other = subprocess.Popen([sys.executable, "-c", hold + "; time.sleep(120)", str(work)], stdout=subprocess.PIPE)
+    try:
+        assert other.stdout.readline().strip() == b"1"
+        args = ["--data", str(data), "--split", str(split), "--out", str(tmp_path / "models"), "--seed", "5"]
+        run = _cli(*args, "--epochs", "1", "--quiet")
+    finally:
+        other.kill()
+        other.wait()
+    assert run.returncode == 1
+    assert "is in use by another train_cnn.py run" in run.stderr
+    assert (split / "split.json").read_bytes() == before  # not remade with --seed 5 under the other run
+
+
 def test_work_dir_holding_other_files_is_never_deleted(split_dir: Path, tmp_path: Path) -> None:
     """The work folder is deleted whole after a run (and for --fresh): a mistaken --work-dir is refused."""
     from quickdraw_cnn.train import Task, TrainError, prepare_work_dir
