@@ -12,7 +12,7 @@
    achieved GFLOP/s (~153.6 MFLOP per trained drawing: 25.6 M multiply-adds forward, ~3x with backward)
    against what a large matrix product reaches on this CPU in that precision, and the share of a step
    made of nothing but the model's convolutions (the ceiling for these kernels), with each kernel's
-   GFLOP/s.
+   GFLOP/s, and what Winograd's fewer multiplications could take at most (`winograd_bound`).
 2. accuracy: the real drawings in ../shared/data/quickdraw-real/bitmaps (20 classes) through the
    project's chain (write_split -> train with the defaults) vs the same architecture trained the Labs 21
    way (Adam 1e-3, batch 32, no schedule, no augmentation, float32, --baseline-epochs) on the same split;
@@ -125,6 +125,30 @@ def conv_ceiling(batch: int, dtype: str) -> tuple[float, dict[str, float]]:
     return batch / seconds, gflops
 
 
+def winograd_bound(batch: int, dtype: str) -> dict[str, dict[str, float]]:
+    """Doing fewer multiplications: Winograd F(2x2, 3x3) computes a 3x3 convolution with 2.25x fewer
+    multiplications, as 16 matrix products [batch * tiles, channels in] x [channels in, channels out]
+    plus transforms of the input and output tiles. This times those 16 products alone (TensorFlow's
+    batched matmul, best of 3) against the direct forward kernel: a lower bound on a Winograd forward
+    built from TensorFlow ops, since the transforms come on top (milliseconds per layer)."""
+    import tensorflow as tf
+
+    out = {}
+    for size, cin, cout in CONV_SHAPES[1:]:  # the first layer, one input channel, is ~1% of the work
+        tiles = batch * ((size + 1) // 2) ** 2  # 2x2 output tiles
+        x, w, v, u = [
+            tf.cast(tf.random.normal(shape), dtype)
+            for shape in [(batch, size, size, cin), (3, 3, cin, cout), (16, tiles, cin), (16, cin, cout)]
+        ]
+        direct = best_seconds(tf.function(lambda x, w: tf.nn.conv2d(x, w, 1, "SAME")), x, w, repeats=3, number=20)
+        products = best_seconds(tf.function(tf.matmul), v, u, repeats=3, number=20)
+        out[f"{size}x{size}x{cin}->{cout}"] = {
+            "direct_forward_ms": direct * 1e3,
+            "winograd_products_ms": products * 1e3,
+        }
+    return out
+
+
 class BatchTimer:
     """Keras callback factory: seconds for the steps after the first `skip` of one fit call."""
 
@@ -224,6 +248,9 @@ def bench_throughput(args: argparse.Namespace) -> dict:
     ceilings = {key: rate for key, (rate, _) in measured.items()}
     peak["conv_only_drawings_per_second"] = {f"{p}_b{b}": v for (p, b), v in ceilings.items()}
     peak["conv_kernel_gflops"] = {f"{p}_b{b}": layers for (p, b), (_, layers) in measured.items()}
+    peak["winograd_bound"] = {
+        f"{p}_b{args.batch_size}": winograd_bound(args.batch_size, p) for p in ("float32", "bfloat16")
+    }
     out = {"cpu": peak, "interleaved_rounds": args.rounds, "rates": rates, "median": {}}
     base = statistics.median(rates["labs21_baseline_b32"])
     for name in names:
