@@ -16,9 +16,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	touch $@
 
 demo: $(VENV)/.installed
-	$(PY) download_subset.py --categories "$(DEMO_CLASSES)" --max-per-class $(DEMO_ROWS) --out $(DEMO_DATA) \
-	  || { echo "demo: the QuickDraw bucket did not answer; using synthetic doodles instead"; \
-	       $(PY) download_subset.py --synthetic --categories "$(DEMO_CLASSES)" --max-per-class $(DEMO_ROWS) --out $(DEMO_DATA); }
+	@# exit 3: the bucket cannot be reached at all (offline); exit 1: some classes failed, the others are kept
+	$(PY) download_subset.py --categories "$(DEMO_CLASSES)" --max-per-class $(DEMO_ROWS) --out $(DEMO_DATA); rc=$$?; \
+	if [ $$rc -eq 3 ]; then echo "demo: the QuickDraw bucket did not answer; using synthetic doodles instead"; \
+	  $(PY) download_subset.py --synthetic --categories "$(DEMO_CLASSES)" --max-per-class $(DEMO_ROWS) --out $(DEMO_DATA); \
+	elif [ $$rc -ne 0 ]; then echo "demo: some classes did not download (named above); run make demo again to resume"; \
+	  exit $$rc; fi
 	$(PY) get_dataset.py --data $(DEMO_DATA) --out $(DEMO_DATA)/split
 	$(PY) train_cnn.py --split $(DEMO_DATA)/split --epochs 6 --batch-size 128 --out models --screenshots $(DEMO_DATA)/screenshots
 	$(PY) load_model_predict.py samples/* --model-dir models

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        categories = category_names(args.categories) if args.categories else None
+        categories = category_names(args.categories) if args.categories is not None else None
         info = write_split(
             args.data,
             args.out,

@@ -155,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed",
         type=at_most(non_negative_int, MAX_SEED),
         default=d.seed,
-        help=f"random seed for weights, shuffling, augmentation, 0..{MAX_SEED} (default: %(default)s)",
+        help=f"random seed for weights, shuffling, augmentation (and, with --data, the split, as get_dataset.py's "
+        f"--seed), 0..{MAX_SEED} (default: %(default)s)",
     )
     p.add_argument(
         "--max-steps-per-epoch", type=positive_int, default=None, help="cap steps per epoch (for quick runs)"
@@ -184,20 +185,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     prog = "train_cnn.py"
     data_dir = args.data
+    if args.max_per_class is not None and args.data is None:  # also when data/ is split for you: a rerun would not
+        parser.error("argument --max-per-class: only applies with --data (the split is used as it is)")
     if args.split is None:  # the default split: made from data/ if get_dataset.py was not run yet
         args.split = Path("data/split")
         if data_dir is None and not (args.split / "split.json").exists() and any(Path("data").glob("*.npy")):
             data_dir = Path("data")
             print(f"{prog}: no split in {args.split}; making one from {data_dir}/", file=sys.stderr)
-    if args.max_per_class is not None and args.data is None:  # also when data/ is split for you: a rerun would not
-        parser.error("argument --max-per-class: only applies with --data (the split is used as it is)")
 
     try:
         from quickdraw_cnn.dataset import DatasetError
         from quickdraw_cnn.predict import import_tensorflow
 
         import_tensorflow()  # before quickdraw_cnn.train, so TensorFlow's C++ start-up chatter is filtered
-        from quickdraw_cnn.train import TrainError, check_paths, claim_work_dir, make_split_from, train
+        from quickdraw_cnn.train import (
+            TrainError,
+            check_paths,
+            check_split_remake,
+            claim_work_dir,
+            make_split_from,
+            train,
+        )
     except KeyboardInterrupt:
         print(f"{prog}: interrupted while loading TensorFlow; nothing was written", file=sys.stderr)
         return 130
@@ -233,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             check_paths(config, data_dir)
             if args.strategy != "multiworker":  # one run per --out, locked before the split is remade
                 claim_work_dir(config.resolved_work_dir())
+                check_split_remake(config, args.max_per_class)
             info = make_split_from(data_dir, args.split, args.max_per_class, args.seed)
             counts = info["counts"]
             print(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -81,6 +82,8 @@ def category_names(spec: str | None, default: Path = STORY_SQUAD_100) -> list[st
         names = read_list(default)
     elif Path(spec).is_file():
         names = read_list(spec)
+    elif spec.lower().endswith(".txt") or "/" in spec or os.sep in spec:  # a list file, not names
+        raise CategoryError(f"no such category file: {spec}")
     else:
         names = [s for s in spec.split(",") if s.strip()]
     if not names:

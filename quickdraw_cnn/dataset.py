@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .categories import CategoryError, all_categories, file_stem, validate
-from .files import is_within, recover_interrupted, swap_dir
+from .files import is_within, not_replaceable, recover_interrupted, swap_dir
 from .npy_format import ROW_BYTES, NpyFormatError, open_bitmaps, read_header
 
 PARTS = ("train", "val", "test")
@@ -172,6 +172,9 @@ def write_split(
 def check_split_target(out_dir: Path, data_dir: Path, option: str = "--out") -> None:
     """Refuse an `option` folder that is not a split folder: writing a split replaces the whole folder."""
     data, out = Path(data_dir).resolve(), out_dir.resolve()
+    problem = not_replaceable(out, option, inside="split")
+    if problem:
+        raise DatasetError(problem)
     if is_within(data, out):
         raise DatasetError(f"{option} {out_dir} would replace the data folder {data_dir}; choose a folder of its own")
     if out_dir.exists() and not out_dir.is_dir():

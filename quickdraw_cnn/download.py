@@ -290,6 +290,14 @@ def _plan(names: Sequence[str], out_dir: Path, base_url: str, max_rows: int | No
         ):  # an official whole file already there (e.g. from Labs 21): adopt it, don't refetch
             record_files(out_dir, [_entry(name, path, url, remote.rows, True, pinned_sha256_ok=True)])
             trusted = (remote.rows, True)
+        elif trusted is not None and max_rows is None and remote is not None and trusted[1]:
+            # whole, but fetched as "the first N rows" (N >= all): verified only now that whole files are asked for
+            entry = local.get(path.name, {})
+            if not entry.get("pinned_sha256_ok"):
+                if entry.get("bytes") == remote.bytes and entry.get("sha256") == remote.sha256 == sha256_file(path):
+                    record_files(out_dir, [{**entry, "pinned_sha256_ok": True}])
+                else:
+                    trusted = None  # fetched again whole, and checked
         if trusted is not None:
             job.have = trusted[0]
             job.skip = trusted[1] or (max_rows is not None and trusted[0] >= max_rows)
@@ -934,6 +942,20 @@ def _synthetic(args: argparse.Namespace) -> int:
         )
     except (cat.CategoryError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    recorded = read_manifest(args.out) if args.out.is_dir() else {}
+    downloaded = [
+        n
+        for n in names
+        if (args.out / f"{cat.file_stem(n)}.npy").is_file()
+        and recorded.get(f"{cat.file_stem(n)}.npy", {}).get("source", "synthetic") != "synthetic"
+    ]
+    if downloaded:  # real drawings are never replaced by made-up ones
+        print(
+            f"error: {args.out} holds downloaded drawings of {', '.join(downloaded)}; --synthetic would "
+            "replace them: write the doodles into another --out",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     entries: list[dict] = []
     try:

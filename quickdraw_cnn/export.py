@@ -29,7 +29,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from .files import recover_interrupted, swap_dir
+from .files import not_replaceable, recover_interrupted, swap_dir
 
 __all__ = ["ExportError", "export_model", "recover_interrupted", "remove_stale"]
 
@@ -179,6 +179,11 @@ def export_model(
     """
     extra_files = dict(extra_files or {})
     out_dir = Path(out_dir)
+    if out_dir.is_symlink():  # a deployment link (models -> /srv/app/models): replace what it points at
+        out_dir = out_dir.resolve()
+    problem = not_replaceable(out_dir, "--out")
+    if problem:
+        raise ExportError(problem)
     class_names = [str(c) for c in class_names]
     n_out = int(model.output_shape[-1])
     if n_out != len(class_names):

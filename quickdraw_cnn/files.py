@@ -42,6 +42,17 @@ def swap_dir(new: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def not_replaceable(target: Path, option: str, inside: str = "models") -> str | None:
+    """Why `swap_dir` cannot replace `target` (None when it can): a mount point, a Docker volume say,
+    cannot be renamed. Checked before the work, so the run is not lost at its end."""
+    if os.path.ismount(target):
+        return (
+            f"{option} {target} is a mount point, which cannot be replaced whole; "
+            f"give a folder inside it, e.g. {Path(target) / inside}"
+        )
+    return None
+
+
 def recover_interrupted(target: str | os.PathLike) -> bool:
     """Put back a folder that `swap_dir` left aside when it was killed between its two renames."""
     target = Path(target)

@@ -232,6 +232,8 @@ def write_figures(
         cm = confusion_matrix(evaluation.y_true, evaluation.y_pred, labels=labels)
         plot_confusion_matrix(cm, class_names, shots / "confusion_matrix.png")
         written.append(shots / "confusion_matrix.png")
+    else:  # an earlier, smaller run's matrix would pass for this model's
+        (shots / "confusion_matrix.png").unlink(missing_ok=True)
     return written
 
 

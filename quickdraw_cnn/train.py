@@ -47,7 +47,7 @@ from .config import (
     TrainConfig,
 )
 from .dataset import SPLIT_FILE, DatasetError, Split, gather, write_split
-from .files import is_within, lock_folder, write_text_atomic
+from .files import is_within, lock_folder, not_replaceable, write_text_atomic
 from .model import (
     FLOP_PER_TRAINED_DRAWING,
     FusedBatchNormalization,
@@ -106,12 +106,22 @@ def cluster_task() -> Task:
         return Task()
     try:
         conf = json.loads(raw)
-        cluster = conf.get("cluster", {})
-        task = conf["task"]
-        workers = len(cluster.get("worker", [])) + len(cluster.get("chief", []))
-        return Task(str(task["type"]), int(task["index"]), max(1, workers), "chief" in cluster)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise TrainError(f"TF_CONFIG is not valid cluster JSON ({exc})") from None
+    except ValueError as exc:
+        raise TrainError(f"TF_CONFIG is not valid JSON ({exc})") from None
+    cluster = conf.get("cluster") if isinstance(conf, dict) else None
+    task = conf.get("task") if isinstance(conf, dict) else None
+    if not isinstance(cluster, dict) or not isinstance(task, dict):
+        raise TrainError('TF_CONFIG must be {"cluster": {"worker": ["host:port", ...]}, "task": {"type", "index"}}')
+    for role, addresses in cluster.items():
+        if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
+            raise TrainError(f'TF_CONFIG: cluster "{role}" must be a list of "host:port" addresses')
+    kind, index = task.get("type"), task.get("index")
+    if not isinstance(index, int) or isinstance(index, bool) or kind not in cluster:
+        raise TrainError(f"TF_CONFIG: task {task} is not one of the cluster's roles ({', '.join(cluster)})")
+    if not 0 <= index < len(cluster[kind]):
+        raise TrainError(f'TF_CONFIG: task index {index} is outside the {len(cluster[kind])} "{kind}" addresses')
+    workers = len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+    return Task(str(kind), index, max(1, workers), "chief" in cluster)
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -510,6 +520,9 @@ def check_paths(config: TrainConfig, data_dir: Path) -> None:
     away whole (`--out .` would link the folder into itself) and a finished run deletes its work folder."""
     out = Path(config.out_dir).resolve()
     work = config.resolved_work_dir().resolve()
+    problem = not_replaceable(out, "--out")
+    if problem:
+        raise TrainError(problem)
     guarded = [
         ("the current folder", Path.cwd().resolve()),
         (f"the split {config.split_dir}", Path(config.split_dir).resolve()),
@@ -946,6 +959,37 @@ def _train(
     return metrics
 
 
+def check_split_remake(config: TrainConfig, max_per_class: int | None) -> None:
+    """With --data, before the split is remade: an interrupted run in the work folder needs its split as
+    it is, so remaking it with other options is refused, naming them (the resume check, made once the
+    split exists, could only say that the split had changed, after the split it needed was gone)."""
+    work = config.resolved_work_dir()
+    if config.fresh or config.data_dir is None or not (work / WORK_STATE).is_file():
+        return
+    try:
+        info = json.loads((Path(config.split_dir) / SPLIT_FILE).read_text())
+    except (OSError, ValueError):
+        return  # no split to keep; resuming says what is wrong
+    if not isinstance(info, dict):
+        return
+    now = {"--data": str(Path(config.data_dir).resolve()), "--max-per-class": max_per_class, "--seed": config.seed}
+    was = {
+        "--data": info.get("data_dir_absolute"),
+        "--max-per-class": info.get("max_per_class"),
+        "--seed": info.get("seed"),
+    }
+    diffs = [
+        f"{k} {'not given' if was[k] is None else was[k]} (now {'not given' if now[k] is None else now[k]})"
+        for k in now
+        if was[k] != now[k]
+    ]
+    if diffs:
+        raise TrainError(
+            f"work folder {work} holds an interrupted run on the split {config.split_dir} made with "
+            f"{', '.join(diffs)}; rerun with the same options or pass --fresh"
+        )
+
+
 def make_split_from(data_dir: Path, split_dir: Path, max_per_class: int | None, seed: int) -> dict:
     """Write a split of `data_dir` into `split_dir` (what get_dataset.py does), for `--data`."""
     try:
@@ -961,6 +1005,7 @@ __all__ = [
     "TrainError",
     "build_model",
     "check_paths",
+    "check_split_remake",
     "claim_work_dir",
     "make_split_from",
     "random_affine",

@@ -256,6 +256,13 @@ def test_two_files_of_one_class_are_refused(data_dir: Path, tmp_path: Path) -> N
     assert "alarm clock.npy and alarm_clock.npy" in result.stderr and "both class 'alarm clock'" in result.stderr
 
 
+def test_a_mount_point_is_refused_as_the_split_folder(data_dir: Path) -> None:
+    """A split replaces its whole folder; a mount point cannot be renamed (it failed with a raw errno)."""
+    result = run_cli("--data", str(data_dir), "--out", "/")
+    assert result.returncode == 1 and "--out / is a mount point, which cannot be replaced whole" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_categories_are_the_data_folders_own_names(data_dir: Path, tmp_path: Path) -> None:
     """A class outside the 345 can be chosen; a list saved with a byte-order mark works; bad text is refused."""
     write_bitmaps(data_dir / "my_robot.npy", encoded_rows(7, 100))
@@ -270,6 +277,9 @@ def test_categories_are_the_data_folders_own_names(data_dir: Path, tmp_path: Pat
     assert result.returncode == 1 and result.stderr.strip().endswith("latin1.txt: not a UTF-8 text file")
     result = run_cli("--data", str(data_dir), "--out", str(tmp_path / "t"), "--categories", "my robto")
     assert result.returncode == 1 and "unknown category 'my robto', did you mean 'my robot'?" in result.stderr
+    for spec, message in [("", "no categories given"), (str(tmp_path / "missing.txt"), "no such category file")]:
+        result = run_cli("--data", str(data_dir), "--out", str(tmp_path / "t"), "--categories", spec)
+        assert result.returncode == 1 and message in result.stderr and not (tmp_path / "t").exists(), spec
 
 
 @pytest.mark.parametrize(

@@ -208,6 +208,24 @@ def test_whole_file_is_verified_against_pinned_checksum(
     assert fetch(npy_server, out, ["cat"], None).results[0].status == "skipped" and npy_server.records() == []
 
 
+def test_a_whole_file_fetched_as_first_rows_is_verified_when_all_is_asked(
+    npy_server: NpyServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--max-per-class 1000 on a 700-row file gets it whole, unverified; `all` then said "already
+    complete" without checking the pinned checksum."""
+    npy_server.add_file("cat", 700)
+    out = tmp_path / "data"
+    assert fetch(npy_server, out, ["cat"], 1000).failed == []
+    assert dl.read_manifest(out)["cat.npy"]["complete"] is True
+    _pin(monkeypatch, npy_server.root / "cat.npy", sha256="0" * 64)  # the mirror is not the official file
+    report = fetch(npy_server, out, ["cat"], None)
+    assert report.failed == ["cat"] and "checksum mismatch" in report.results[0].error
+    _pin(monkeypatch, npy_server.root / "cat.npy")  # it is: verified on disk, nothing fetched
+    npy_server.reset()
+    assert fetch(npy_server, out, ["cat"], None).results[0].status == "skipped" and npy_server.records() == []
+    assert dl.read_manifest(out)["cat.npy"]["pinned_sha256_ok"] is True
+
+
 def test_whole_file_resumed_after_drops_still_matches_pinned_checksum(
     npy_server: NpyServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -370,6 +388,23 @@ def test_cli_out_that_cannot_be_a_folder_is_one_clear_line(npy_server: NpyServer
         assert run.returncode == 3 and "Traceback" not in run.stderr, run.stderr
         assert len(run.stderr.strip().splitlines()) == 1 and str(a_file) in run.stderr
     assert a_file.read_text() == "x"
+
+
+def test_synthetic_never_replaces_downloaded_drawings(npy_server: NpyServer, tmp_path: Path) -> None:
+    """make demo fell back to --synthetic after any failed class, overwriting the real ones downloaded."""
+    npy_server.add_file("circle", 50)
+    out = tmp_path / "demo"
+    run = _cli(
+        "--categories", "circle,square", "--max-per-class", "10", "--out", str(out), "--base-url", npy_server.base_url
+    )
+    assert run.returncode == 1  # square is not on the server
+    real = (out / "circle.npy").read_bytes()
+    run = _cli("--synthetic", "--categories", "circle,square", "--max-per-class", "10", "--out", str(out))
+    assert run.returncode == 2 and "holds downloaded drawings of circle" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+    assert (out / "circle.npy").read_bytes() == real and not (out / "square.npy").exists()
+    run = _cli("--synthetic", "--categories", "square", "--max-per-class", "10", "--out", str(out))
+    assert run.returncode == 0 and (out / "circle.npy").read_bytes() == real  # other classes may join it
 
 
 def test_cli_synthetic_rows(tmp_path: Path) -> None:

@@ -115,6 +115,26 @@ def test_export_keeps_other_files_and_previous_model_on_failure(exported, tmp_pa
     assert recover_interrupted(target) and (target / "model.h5").exists()
 
 
+def test_export_through_a_link_keeps_the_link_and_refuses_a_mount_point(exported, tmp_path: Path) -> None:
+    """A deployment link (models -> /srv/app/models) used to be replaced by a plain folder, and a mount
+    point (a Docker volume) failed only after the whole training run."""
+    from quickdraw_cnn.export import ExportError, export_model
+    from quickdraw_cnn.files import not_replaceable
+
+    _, model = exported
+    (tmp_path / "srv").mkdir()
+    link = tmp_path / "models"
+    link.symlink_to(tmp_path / "srv")
+    export_model(model, CLASSES, link, {"run": 3}, onnx=False)
+    assert link.is_symlink() and json.loads((tmp_path / "srv" / "model_card.json").read_text())["run"] == 3
+    export_model(model, CLASSES, link, {"run": 4}, onnx=False)  # and again, over the first
+    assert link.is_symlink() and json.loads((tmp_path / "srv" / "model_card.json").read_text())["run"] == 4
+    assert not_replaceable(tmp_path, "--out") is None
+    assert "--out / is a mount point" in not_replaceable(Path("/"), "--out")
+    with pytest.raises(ExportError, match="is a mount point, which cannot be replaced whole"):
+        export_model(model, CLASSES, Path("/"), {}, onnx=False)
+
+
 def test_missing_and_mismatched_model_folders(exported, tmp_path: Path) -> None:
     out, _ = exported
     with pytest.raises(ModelError, match="not found"):

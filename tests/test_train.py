@@ -481,6 +481,63 @@ def test_data_run_refused_by_the_lock_leaves_the_split_alone(split_dir: Path, tm
     assert (split / "split.json").read_bytes() == before  # not remade with --seed 5 under the other run
 
 
+@pytest.mark.parametrize(
+    "tf_config,message",
+    [
+        ("[]", "TF_CONFIG must be"),
+        ("{not json", "not valid JSON"),
+        ('{"cluster": {"worker": "localhost:1"}, "task": {"type": "worker", "index": 0}}', "must be a list"),
+        ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 3}}', "index 3 is outside"),
+        ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "chief", "index": 0}}', "not one of the"),
+    ],
+)
+def test_malformed_tf_config_is_one_line(monkeypatch, tf_config: str, message: str) -> None:
+    """These used to end in an AttributeError, TypeError or TensorFlow's ValueError traceback."""
+    from quickdraw_cnn.train import TrainError, cluster_task
+
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(TrainError, match=message):
+        cluster_task()
+
+
+def test_figures_of_many_classes_remove_an_earlier_confusion_matrix(tmp_path: Path) -> None:
+    """Above 40 classes there is no full matrix: a 3-class run's one must not stay beside the new figures."""
+    from quickdraw_cnn import report
+
+    names = [f"class {i}" for i in range(45)]
+    y = np.arange(90) % 45
+    evaluation = report.Evaluation(
+        y, y, np.ones(90, bool), 0.1, [(np.zeros((28, 28), np.uint8), 0, y[:5], np.ones(5) / 5)]
+    )
+    (tmp_path / "confusion_matrix.png").write_bytes(b"an earlier run's")
+    written = report.write_figures(
+        tmp_path, names, evaluation, {"epoch": [1, 2], "loss": [1.0, 0.5]}, {"most_confused": []}
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)
+    assert not (tmp_path / "confusion_matrix.png").exists()
+
+
+def test_data_run_resuming_with_other_split_options_is_refused_before_the_split_is_remade(
+    split_dir: Path, tmp_path: Path
+) -> None:
+    """The split was remade first, and the refusal then named only the split, never --max-per-class."""
+    from quickdraw_cnn.train import Task, prepare_work_dir, unlock_work_dirs
+
+    data = tmp_path / "data"
+    shutil.copytree(split_dir.parent / "data", data)
+    split = tmp_path / "split"
+    write_split(data, split, max_per_class=200, seed=0)
+    before = (split / "split.json").read_bytes()
+    config = _quick_config(split, tmp_path, work_dir=None, data_dir=data, batch_size=8)
+    prepare_work_dir(config, Split.load(split), Task())  # as a run killed in its first epoch left it
+    unlock_work_dirs()
+    args = ["--data", str(data), "--split", str(split), "--out", str(tmp_path / "models"), "--batch-size", "8"]
+    run = _cli(*args, "--max-per-class", "100", "--epochs", "2", "--max-steps-per-epoch", "2", "--quiet")
+    assert run.returncode == 1
+    assert "made with --max-per-class 200 (now 100); rerun with the same options or pass --fresh" in run.stderr
+    assert (split / "split.json").read_bytes() == before
+
+
 def test_work_dir_holding_other_files_is_never_deleted(split_dir: Path, tmp_path: Path) -> None:
     """The work folder is deleted whole after a run (and for --fresh): a mistaken --work-dir is refused."""
     from quickdraw_cnn.train import Task, TrainError, prepare_work_dir

@@ -1,4 +1,4 @@
-"""Regenerate the pinned category lists in categories/ from their upstream sources.
+r"""Regenerate the pinned category lists in categories/ from their upstream sources.
 
 Sources (credited in README): tensorflow-datasets (Apache-2.0),
 `tensorflow_datasets/datasets/quickdraw_bitmap/labels.txt` and `checksums.tsv`, and the Labs 21
