@@ -26,6 +26,7 @@ import os
 import queue
 import re
 import shutil
+import socket
 import sys
 import threading
 import time
@@ -472,18 +473,21 @@ class _Fetcher:
         """
         read = getattr(r.raw, "read1", None) or r.raw.read
         try:
-            while True:
-                if self.ctx.stop.is_set():
-                    raise _Retryable("interrupted")
-                try:
-                    chunk = read(CHUNK)
-                except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-                    raise _Retryable(_short_reason(exc)) from None
-                if not chunk:
-                    break
-                self.fetched += len(chunk)
-                if not sink(chunk):
-                    break
+            with self.ctx.reading(r):
+                while True:
+                    try:
+                        chunk = read(CHUNK)
+                    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+                        if self.ctx.stop.is_set():
+                            raise _Retryable("interrupted") from None
+                        raise _Retryable(_short_reason(exc)) from None
+                    if self.ctx.stop.is_set():  # also after a read cut short by `interrupt`
+                        raise _Retryable("interrupted")
+                    if not chunk:
+                        break
+                    self.fetched += len(chunk)
+                    if not sink(chunk):
+                        break
         finally:
             r.close()  # also stops a server that sends more than asked
 
@@ -707,6 +711,27 @@ class _Run:
     stop: threading.Event = field(default_factory=threading.Event)
     _local: threading.local = field(default_factory=threading.local)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _reading: set = field(default_factory=set)  # responses whose bodies are being read now
+
+    @contextlib.contextmanager
+    def reading(self, r: requests.Response):
+        with self._lock:
+            self._reading.add(r)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._reading.discard(r)
+
+    def interrupt(self) -> None:
+        """Stop every worker now (Ctrl-C): a read stalled on a silent server would otherwise hold the
+        exit for up to --timeout. Shutting its socket down wakes it; what it wrote resumes next time."""
+        self.stop.set()
+        with self._lock:
+            reading = list(self._reading)
+        for r in reading:
+            with contextlib.suppress(Exception):  # already closed, or no socket to shut
+                r.raw.connection.sock.shutdown(socket.SHUT_RDWR)
 
     @property
     def timeouts(self) -> tuple[float, float]:
@@ -813,7 +838,7 @@ def download(
             for fut in futures:
                 report.results.append(fut.result())
         except KeyboardInterrupt:
-            ctx.stop.set()
+            ctx.interrupt()
             for fut in futures:
                 fut.cancel()
             raise

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -297,6 +298,28 @@ def _cli(*args: str, script: str = "download_subset.py") -> subprocess.Completed
     return subprocess.run(
         [sys.executable, str(ROOT / script), *args], capture_output=True, text=True, timeout=60, cwd=ROOT
     )
+
+
+def test_ctrl_c_during_a_stalled_read_exits_without_waiting_for_the_timeout(
+    npy_server: NpyServer, tmp_path: Path
+) -> None:
+    """The first Ctrl-C used to wait for the stalled read's --timeout (up to an hour) before acting."""
+    npy_server.add_file("cat", 300)
+    npy_server.add_fault("cat", "slow", delay=60)
+    out = tmp_path / "data"
+    args = ["--categories", "cat", "--out", str(out), "--base-url", npy_server.base_url, "--timeout", "60"]
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "download_subset.py"), *args], stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    deadline = time.monotonic() + 30
+    while not any(r.method == "GET" for r in npy_server.records("cat")) and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the body is awaited
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+    assert time.monotonic() - sent < 20  # not the 60 s the read would have waited
 
 
 def test_cli_downloads_in_parallel_and_names_every_failed_class(npy_server: NpyServer, tmp_path: Path) -> None:
