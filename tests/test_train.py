@@ -511,7 +511,11 @@ def test_figures_of_many_classes_remove_an_earlier_confusion_matrix(tmp_path: Pa
     )
     (tmp_path / "confusion_matrix.png").write_bytes(b"an earlier run's")
     written = report.write_figures(
-        tmp_path, names, evaluation, {"epoch": [1, 2], "loss": [1.0, 0.5]}, {"most_confused": []}
+        tmp_path,
+        names,
+        evaluation,
+        {"epoch": [1, 2], "loss": [1.0, 0.5], "accuracy": [0.5, 0.7], "top5_accuracy": [0.8, 0.9]},
+        {"most_confused": []},
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)
     assert not (tmp_path / "confusion_matrix.png").exists()
