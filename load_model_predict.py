@@ -26,7 +26,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Predict what each drawing shows (images: PNG/JPEG/GIF/...; strokes: .json/.ndjson).",
         epilog="Exit status: 0 all predicted, 1 some file failed (named on stderr), 2 model/usage error.",
     )
-    p.add_argument("files", nargs="+", metavar="FILE", help="drawings to classify (all predicted in one batch)")
+    p.add_argument(
+        "files", nargs="+", metavar="FILE", help="drawings to classify (all predicted in one batch); - reads stdin"
+    )
     p.add_argument(
         "--model-dir",
         default="models",
@@ -84,46 +86,64 @@ def main(argv: list[str] | None = None) -> int:
 
     results: list[dict] = []
     bitmaps, slots, used = [], [], set()
+    save_failed = False
     for name in args.files:
         try:
-            bitmap = to_bitmap(name)
+            bitmap = to_bitmap(sys.stdin.buffer.read() if name == "-" else name)
         except (PreprocessError, OSError) as exc:
             msg = str(exc) if isinstance(exc, PreprocessError) else f"cannot read ({exc.strerror or exc})"
-            print(f"{name}: {msg}", file=sys.stderr)
+            print(f"{name or repr(name)}: {msg}", file=sys.stderr)
             results.append({"file": name, "error": msg})
             continue
         slots.append(len(results))
         results.append({"file": name})
         bitmaps.append(bitmap)
-        if args.save_preprocessed:
-            stem, n = Path(name).name, 1
+        if args.save_preprocessed and not save_failed:
+            base = os.fsdecode(os.fsencode(Path(name).name or "stdin")[:200])  # room for ".NN.png" in 255 bytes
+            stem, n = base, 1
             while f"{stem}.png" in used:
                 n += 1
-                stem = f"{Path(name).name}.{n}"
+                stem = f"{base}.{n}"
             used.add(f"{stem}.png")
             try:
                 results[-1]["saved"] = str(save_enlarged(bitmap, args.save_preprocessed / f"{stem}.png"))
-            except OSError as exc:  # the disk filled up, say
-                print(f"error: --save-preprocessed {args.save_preprocessed}: {exc.strerror or exc}", file=sys.stderr)
-                return 2
+            except OSError as exc:  # the disk filled up, say: the predictions still matter more
+                why = exc.strerror or exc
+                print(
+                    f"error: --save-preprocessed {args.save_preprocessed}: {why}; nothing more saved", file=sys.stderr
+                )
+                save_failed = True
 
     if bitmaps:
         for slot, preds in zip(slots, predictor.predict_bitmaps(np.stack(bitmaps), top=args.top)):
             results[slot]["predictions"] = [{"class": c, "probability": round(p, 6)} for c, p in preds]
 
     if args.json:
-        print(json.dumps([{k: v for k, v in r.items() if k != "saved"} for r in results], indent=2))
+        for r in results:  # a name that is not UTF-8 (one byte of Latin-1, say) would be a lone surrogate
+            r["file"] = os.fsencode(r["file"]).decode("utf-8", "replace")  # that strict JSON parsers reject
+        lines = [json.dumps([{k: v for k, v in r.items() if k != "saved"} for r in results], indent=2)]
     else:
+        lines = []
         for r in results:
             if "predictions" not in r:
                 continue
-            print(r["file"])
+            lines.append(r["file"])
             width = max(len(p["class"]) for p in r["predictions"])
             for i, p in enumerate(r["predictions"], 1):
-                print(f"  {i}. {p['class']:<{width}}  {100 * p['probability']:5.1f}%")
+                lines.append(f"  {i}. {p['class']:<{width}}  {100 * p['probability']:5.1f}%")
             if "saved" in r:
-                print(f"  (model input saved to {r['saved']})")
-    return 0 if all("predictions" in r for r in results) else 1
+                lines.append(f"  (model input saved to {r['saved']})")
+    try:
+        for line in lines:  # line by line: a reader that left early (`| head`) is seen as a broken pipe
+            print(line)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:  # a full disk behind `> file`, say
+        print(f"error: cannot write the predictions ({exc.strerror or exc})", file=sys.stderr)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush is quiet too
+        return 1
+    return 0 if all("predictions" in r for r in results) and not save_failed else 1
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@
 3. Upload accuracy: real strokes (../shared/data/quickdraw-real/simplified/) of the model's classes, each
    rendered three ways (direct 28x28 as the data set; canvas PNG; photo JPEG), and that photo taken
    harder three ways (the sheet on a table filling 65% of the width; dim light; a sharp shadow across
-   it), predicted through the project's path. Default model: the Labs 21 files; --model-dir runs the
-   project's own model instead.
+   it), and three harder canvas exports (a 1 px pen; each stroke in one of seven felt-tip colours,
+   yellow and pink among them; 150 px with a 4 px pen on a 3000x3000 canvas), predicted through the
+   project's path. Default model: the Labs 21 files; --model-dir runs the project's own model instead.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from quickdraw_cnn.predict import Predictor  # noqa: E402
 from quickdraw_cnn.preprocess import to_bitmap  # noqa: E402
 from quickdraw_cnn.render import render_strokes  # noqa: E402
 from quickdraw_cnn.synthetic import generate_strokes  # noqa: E402
-from quickdraw_cnn.upload_sim import canvas_png, on_table, photo_jpeg, relit  # noqa: E402
+from quickdraw_cnn.upload_sim import PENS, canvas_png, on_table, photo_jpeg, relit  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 LABS21 = SHARED / "labs21-model"
@@ -128,7 +129,12 @@ def bench_accuracy(model_dir: Path, per_class: int, photo_size: tuple[int, int])
     rng = np.random.default_rng(0)
     hard = {"on_table": lambda p: on_table(p, 0.65), "dim": lambda p: relit(p, "dim")}
     hard["shadow"] = lambda p: relit(p, "hard_shadow")
-    views: dict[str, list[np.ndarray]] = {k: [] for k in ("direct", "canvas", "photo", *hard)}
+    canvases = {  # harder canvas exports: a 1 px pen; felt-tips of many colours; small on a big canvas
+        "thin_pen": lambda d: canvas_png(d, rng, brush=1),
+        "colours": lambda d: canvas_png(d, rng, pens=PENS),
+        "small": lambda d: canvas_png(d, rng, (3000, 3000), brush=4, extent=150),
+    }
+    views: dict[str, list[np.ndarray]] = {k: [] for k in ("direct", "canvas", "photo", *hard, *canvases)}
     labels, failures = [], {k: 0 for k in views if k != "direct"}
     t0 = time.perf_counter()
     for c in classes:
@@ -138,6 +144,7 @@ def bench_accuracy(model_dir: Path, per_class: int, photo_size: tuple[int, int])
             got = {"direct": direct}
             uploads = {"canvas": canvas_png(d, rng), "photo": photo_jpeg(d, rng, photo_size)}
             uploads |= {k: make(uploads["photo"]) for k, make in hard.items()}
+            uploads |= {k: make(d) for k, make in canvases.items()}
             for view, upload in uploads.items():
                 try:
                     got[view] = to_bitmap(upload)

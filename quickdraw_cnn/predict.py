@@ -99,7 +99,15 @@ def _card_conflict(card: dict, model_dir: Path, names: list[str]) -> str | None:
     """Why the card does not describe this folder (None when it does): the files were replaced after export."""
     classes, num = card.get("classes"), card.get("num_classes")
     if isinstance(classes, list) and [display_name(str(c)) for c in classes] != names:
-        return f"its {len(classes)} classes are not the {len(names)} of class_names.txt"
+        card_names = [display_name(str(c)) for c in classes]
+        if sorted(card_names) == sorted(names):
+            # Both come from one export, which always writes one order: class_names.txt was edited, and
+            # every prediction would carry another class's name.
+            raise ModelError(
+                f"{model_dir}: class_names.txt lists the classes of model_card.json in another order; "
+                "the labels would be wrong: copy both from the same export"
+            )
+        return f"it describes other classes than class_names.txt ({len(classes)} against {len(names)})"
     if isinstance(num, int) and num != len(names):
         return f"it says {num} classes, class_names.txt lists {len(names)}"
     json_path = model_dir / "model.json"
@@ -330,7 +338,9 @@ class Predictor:
         return np.asarray(self.runner(x))
 
     def top_k(self, probs: np.ndarray, top: int = 5) -> list[list[tuple[str, float]]]:
-        top = max(1, min(int(top), len(self.class_names)))
+        if int(top) < 1:
+            raise ValueError(f"top must be at least 1, got {top}")
+        top = min(int(top), len(self.class_names))
         order = np.argsort(-probs, axis=1, kind="stable")[:, :top]
         return [[(self.class_names[i], float(p[i])) for i in row] for p, row in zip(probs, order)]
 

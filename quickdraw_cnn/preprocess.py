@@ -5,7 +5,8 @@ so its longest side spans 255 of 304 units, centred, strokes 16 units wide, anti
 An app-canvas PNG or a phone photo of paper differs in every one of these, so each difference is undone by
 one named step below, in this order:
 
-    open_image -> apply_exif_orientation -> to_grey -> shrink_to_work_size -> fix_polarity ->
+    open_image -> apply_exif_orientation -> to_grey -> crop_canvas_margins -> shrink_to_work_size ->
+    fix_polarity ->
     [a photo: remove_background -> ink_mask (threshold, remove_border_strips, remove_specks) |
      a clean canvas: canvas_mask] ->
     crop_to_ink -> scale_to_frame -> normalise_thickness -> centre_and_downsample
@@ -23,14 +24,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import struct
+import stat
 import warnings
-import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageChops, ImageFilter, ImageOps, UnidentifiedImageError
 
 from quickdraw_cnn.render import prepare_strokes, render_strokes
 
@@ -40,6 +40,7 @@ EXTENT_UNITS = 255.0  # longest side of the drawing's centre-line bounding box, 
 LINE_UNITS = 16.0  # stroke width, in units (~6% of the longest side)
 WORK_MAX = 512  # the photo cleanup runs at most at this many pixels on the longest side
 CANVAS_INK = 136  # ink extent (px) at which thickness is normalised: ~8 px strokes, 5x supersampled
+MAX_STREAM_BYTES = 200 << 20  # read from a pipe at most (a file's size is known before reading)
 MAX_PIXELS = 40_000_000  # decoded pixels allowed (after JPEG draft reduction): bounds memory and time
 MIN_CONTRAST = 24.0  # grey levels of ink above paper needed to call it a drawing
 MIN_INK_FRACTION = 2e-4  # of the work image's pixels (and at least MIN_INK_PIXELS)
@@ -103,33 +104,54 @@ def open_image(source: str | os.PathLike | bytes) -> Image.Image:
         except OSError as exc:  # a name too long, no permission, ...
             raise PreprocessError(f"cannot read ({exc.strerror or exc})") from None
         fp = path
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # own limit below
+    # Decoders raise whatever their format's parser hits on damaged data (IndexError from a cut GIF,
+    # RuntimeError from AVIF, ...): any of it is a corrupt upload, never a crash of the whole batch.
+    # Their warnings (a TIFF tag larger than the file, say) are not the user's business either.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DecompressionBombWarning too: our own limit is below
+        try:
             img = Image.open(fp)
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(f"image too large to decode safely ({exc})") from None
-    except UnidentifiedImageError:
-        raise NotAnImageError("not an image (unrecognised format)") from None
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
-        raise CorruptImageError(f"corrupt image header ({exc})") from None
-    try:
-        if getattr(img, "n_frames", 1) > 1:
-            img.seek(0)  # animated: the first frame is the drawing
-        if img.format in ("JPEG", "MPO"):  # MPO: the JPEG many Android phones save
-            img.draft("L", (WORK_MAX, WORK_MAX))  # DCT scaling: a 12 MP photo decodes at 1/4 or 1/8
-        w, h = img.size
-        if w * h > MAX_PIXELS:
-            raise ImageTooLargeError(f"image too large to decode safely ({w}x{h} pixels)")
-        if w == 0 or h == 0:
-            raise CorruptImageError("image has no pixels")
-        img.load()
-    except PreprocessError:
-        raise
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, MemoryError) as exc:
-        msg = " ".join(str(exc).split()) or type(exc).__name__
-        raise CorruptImageError(f"truncated or corrupt image ({msg})") from None
+        except Image.DecompressionBombError as exc:
+            raise ImageTooLargeError(f"image too large to decode safely ({exc})") from None
+        except UnidentifiedImageError:
+            raise NotAnImageError(f"not an image ({_unsupported_format(fp)})") from None
+        except Exception as exc:
+            raise CorruptImageError(f"corrupt image header ({_reason(exc)})") from None
+        try:
+            if getattr(img, "n_frames", 1) > 1:
+                img.seek(0)  # animated: the first frame is the drawing
+            if img.format in ("JPEG", "MPO"):  # MPO: the JPEG many Android phones save
+                img.draft("L", (WORK_MAX, WORK_MAX))  # DCT scaling: a 12 MP photo decodes at 1/4 or 1/8
+            w, h = img.size
+            if w * h > MAX_PIXELS:
+                raise ImageTooLargeError(f"image too large to decode safely ({w}x{h} pixels)")
+            if w == 0 or h == 0:
+                raise CorruptImageError("image has no pixels")
+            img.load()
+        except PreprocessError:
+            raise
+        except Exception as exc:
+            raise CorruptImageError(f"truncated or corrupt image ({_reason(exc)})") from None
     return img
+
+
+def _reason(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
+
+
+def _unsupported_format(fp: Any) -> str:
+    """Name the usual formats Pillow cannot read here, so the user knows what to convert."""
+    try:
+        if hasattr(fp, "getvalue"):
+            head = fp.getvalue()[:32]
+        else:
+            with open(fp, "rb") as fh:
+                head = fh.read(32)
+    except OSError:
+        head = b""
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"heim", b"heis", b"hevc"):
+        return "HEIC/HEIF, e.g. an iPhone photo, is not supported: export it as JPEG or PNG"
+    return "unrecognised format"
 
 
 def apply_exif_orientation(img: Image.Image) -> Image.Image:
@@ -143,8 +165,31 @@ def apply_exif_orientation(img: Image.Image) -> Image.Image:
 
 
 def _composite(img: Image.Image, background: int) -> Image.Image:
+    if img.mode == "La":  # premultiplied: Pillow converts it to LA only
+        img = img.convert("LA")
     base = Image.new("RGBA", img.size, (background,) * 3 + (255,))
-    return Image.alpha_composite(base, img.convert("RGBA")).convert("L")
+    return _colour_to_grey(Image.alpha_composite(base, img.convert("RGBA")).convert("RGB"))
+
+
+def _colour_to_grey(rgb: Image.Image) -> Image.Image:
+    """Grey of an RGB image. On a flat canvas (most pixels exactly one colour: an app's export) the grey
+    is each pixel's largest channel difference from that colour, dark on light: brightness alone would
+    make a yellow stroke faint beside a black one, and green on red of equal brightness invisible."""
+    sample = np.asarray(_sample(rgb), dtype=np.int32)
+    codes, counts = np.unique((sample[..., 0] << 16) | (sample[..., 1] << 8) | sample[..., 2], return_counts=True)
+    if counts.max() <= counts.sum() / 2:
+        return rgb.convert("L")  # a photo: noise and light everywhere
+    code = int(codes[counts.argmax()])
+    flat = (code >> 16, (code >> 8) & 255, code & 255)
+    r, g, b = rgb.point([abs(v - c) for c in flat for v in range(256)]).split()  # |pixel - canvas| per channel
+    return ImageOps.invert(ImageChops.lighter(ImageChops.lighter(r, g), b))
+
+
+def _sample(img: Image.Image, pixels: int = 20000) -> Image.Image:
+    """About `pixels` of the image's own pixel values (nearest, not averaged), to tell a flat canvas."""
+    w, h = img.size
+    step = max(1, int(np.sqrt(w * h / pixels)))
+    return img if step == 1 else img.resize((max(1, w // step), max(1, h // step)), Image.NEAREST)
 
 
 def to_grey(img: Image.Image) -> Image.Image:
@@ -171,10 +216,29 @@ def to_grey(img: Image.Image) -> Image.Image:
         return Image.fromarray(np.round(a * (255.0 / max(full, 1e-12))).clip(0, 255).astype(np.uint8), "L")
     if mode == "LAB":
         return img.getchannel(0)
-    try:
+    if mode == "1":
         return img.convert("L")
-    except ValueError:
-        return img.convert("RGB").convert("L")
+    return _colour_to_grey(img if mode == "RGB" else img.convert("RGB"))
+
+
+def crop_canvas_margins(grey: Image.Image) -> Image.Image:
+    """A flat canvas cut down to its drawing and a margin, before shrinking: a small drawing on a big
+    canvas (or a thin pen) keeps its strokes instead of being averaged into the background."""
+    counts = np.bincount(np.asarray(_sample(grey)).ravel(), minlength=256)
+    flat = int(counts.argmax())
+    if counts[flat] <= counts.sum() / 2:
+        return grey  # a photo: its cleanup needs the whole picture
+    box = grey.point([255 * (abs(v - flat) >= MIN_CONTRAST // 2) for v in range(256)]).getbbox()
+    if box is None:
+        return grey  # blank: canvas_mask says so
+    x0, y0, x1, y1 = box
+    margin = max(8, max(x1 - x0, y1 - y0) // 8)
+    w, h = grey.size
+    cropped = grey.crop((max(0, x0 - margin), max(0, y0 - margin), min(w, x1 + margin), min(h, y1 + margin)))
+    inside = np.bincount(np.asarray(_sample(cropped)).ravel(), minlength=256)
+    if inside[flat] <= inside.sum() / 2:
+        return grey  # a sheet photographed on a flat table: around strokes the canvas shows, not a sheet
+    return cropped
 
 
 def shrink_to_work_size(grey: Image.Image, limit: int = WORK_MAX) -> np.ndarray:
@@ -387,13 +451,28 @@ def is_clean_canvas(ink: np.ndarray) -> bool:
     return float(np.mean(sample == sample.min())) > 0.5
 
 
+def _max_within(a: np.ndarray, r: int) -> np.ndarray:
+    """The largest value within `r` px (a (2r+1) square), as two 1-D passes (Pillow's MaxFilter is
+    several times slower)."""
+    for axis in (0, 1):
+        p = np.pad(a, [(r, r) if i == axis else (0, 0) for i in range(2)])
+        n = a.shape[axis]
+        a = np.maximum.reduce([p[i : i + n] if axis == 0 else p[:, i : i + n] for i in range(2 * r + 1)])
+    return a
+
+
 def canvas_mask(ink: np.ndarray) -> np.ndarray:
-    """Binary ink of a clean canvas: anything clearly above the flat background (no blur, no specks)."""
-    fg = ink - float(ink.min())
-    hi = float(fg.max())
-    if hi < MIN_CONTRAST:
+    """Binary ink of a clean canvas: anything clearly above the flat background (no blur, no specks).
+
+    Each stroke is cut at half its own contrast (the largest within 3 px), the middle of its
+    anti-aliased edges, so light pens beside dark ones and lines thinner than a pixel (shrunk to partial
+    contrast) all keep their drawn width.
+    """
+    fg = np.clip(ink - float(ink.min()), 0, 255).astype(np.uint8)
+    if int(fg.max()) < MIN_CONTRAST:
         raise NoDrawingError()
-    mask = fg > 0.5 * hi  # the middle of anti-aliased edges: the drawn width
+    local = _max_within(fg, 3)
+    mask = (fg > local // 2) & (local >= MIN_CONTRAST)
     if mask.sum() < MIN_INK_PIXELS:
         raise NoDrawingError()
     return mask
@@ -402,7 +481,12 @@ def canvas_mask(ink: np.ndarray) -> np.ndarray:
 def preprocess_image(img: Image.Image) -> np.ndarray:
     """All image steps, in order, on a decoded image: uint8 (28, 28) light on black."""
     img = apply_exif_orientation(img)
-    grey = shrink_to_work_size(to_grey(img))
+    if img.size == (SIZE, SIZE):  # a bitmap in the data set's framing already (a client that downsampled)
+        ink = fix_polarity(np.asarray(to_grey(img), np.float32))
+        if float(ink.max() - ink.min()) < MIN_CONTRAST:
+            raise NoDrawingError()
+        return np.clip(ink - ink.min(), 0, 255).astype(np.uint8)
+    grey = shrink_to_work_size(crop_canvas_margins(to_grey(img)))
     ink = fix_polarity(grey)
     mask = canvas_mask(ink) if is_clean_canvas(ink) else ink_mask(remove_background(ink))
     canvas = scale_to_frame(mask, crop_to_ink(mask))
@@ -424,8 +508,9 @@ def _json(text: str) -> Any:
 
 
 def load_strokes(obj: Any) -> list:
-    """The drawing in any accepted shape: a list of strokes [[x...], [y...](, [t...])], one stroke,
-    an ndjson record {"drawing": ...}, or a list of records (the first is used).
+    """The drawing in any accepted shape: a list of strokes [[x...], [y...](, [t...])] or of strokes as
+    points [[x, y(, t)], ...], one stroke, an ndjson record {"drawing": ...}, or a list of records (the
+    first is used).
 
     `obj` may also be JSON / ndjson text or bytes (ndjson: the first non-empty line is used).
     """
@@ -435,17 +520,16 @@ def load_strokes(obj: Any) -> list:
         except UnicodeDecodeError:
             raise BadStrokesError("not UTF-8 JSON") from None
     if isinstance(obj, str):
-        text = obj.strip()
-        if not text:
+        if not obj.strip():
             raise BadStrokesError("empty strokes file")
         try:
-            obj = _json(text)
-        except json.JSONDecodeError:
-            first = next(line for line in text.splitlines() if line.strip())
+            obj = _json(obj)  # not stripped: line numbers in errors are the file's
+        except json.JSONDecodeError as whole:
+            first = next(line for line in obj.splitlines() if line.strip())
             try:
                 obj = _json(first)  # ndjson: several records, one per line
-            except json.JSONDecodeError as exc:
-                raise BadStrokesError(f"not JSON ({exc.msg} at line {exc.lineno})") from None
+            except json.JSONDecodeError:
+                raise BadStrokesError(f"not JSON ({whole.msg} at line {whole.lineno})") from None
     if isinstance(obj, dict):
         if "drawing" not in obj:
             raise BadStrokesError('JSON object without a "drawing" key')
@@ -455,13 +539,32 @@ def load_strokes(obj: Any) -> list:
     if not isinstance(obj, list) or not obj:
         raise BadStrokesError("no strokes in the drawing")
     if isinstance(obj[0], list) and obj[0] and _is_number(obj[0][0]):
-        obj = [obj]  # a single stroke [[x...], [y...]]
+        obj = [obj]  # a single stroke [[x...], [y...]] (or [[x, y], ...])
+    if not all(_is_xy_lists(s) for s in obj) and all(_is_points(s) for s in obj):
+        return [[[p[0] for p in s], [p[1] for p in s]] for s in obj]  # [[x, y(, t)], ...] per stroke
     for i, stroke in enumerate(obj):
-        ok = isinstance(stroke, list) and len(stroke) >= 2
-        ok = ok and all(isinstance(c, list) and all(_is_number(v) for v in c) for c in stroke[:2])
-        if not ok:
-            raise BadStrokesError(f"stroke {i} is not [[x...], [y...]]")
+        if not _is_xy_lists(stroke):
+            raise BadStrokesError(f"stroke {i} is neither [[x...], [y...]] nor [[x, y], ...]")
     return obj
+
+
+def _is_xy_lists(stroke: Any) -> bool:
+    """The data set's stroke: [[x...], [y...]] or with times [[x...], [y...], [t...]]."""
+    return (
+        isinstance(stroke, list)
+        and len(stroke) in (2, 3)
+        and all(isinstance(c, list) and all(_is_number(v) for v in c) for c in stroke)
+    )
+
+
+def _is_points(stroke: Any) -> bool:
+    """Many canvas libraries' stroke: a list of points [x, y] or [x, y, t]. A stroke of two or three
+    points reads both ways; it is taken as this only when some other stroke cannot be the data set's."""
+    return (
+        isinstance(stroke, list)
+        and len(stroke) > 0
+        and all(isinstance(p, list) and len(p) in (2, 3) and all(_is_number(v) for v in p) for p in stroke)
+    )
 
 
 def strokes_to_bitmap(strokes: Any) -> np.ndarray:
@@ -480,6 +583,8 @@ def _array_to_image(a: np.ndarray) -> Image.Image:
         a = a[:, :, 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or 0 in a.shape:
         raise NotAnImageError(f"array of shape {a.shape} is not an image")
+    if a.dtype.kind not in "biuf":
+        raise NotAnImageError(f"array of {a.dtype} values is not an image")
     if a.dtype != np.uint8:
         a = a.astype(np.float64)
         if not np.isfinite(a).all():
@@ -493,6 +598,14 @@ def _array_to_image(a: np.ndarray) -> Image.Image:
 def _looks_like_json(data: bytes) -> bool:
     head = data[:64].lstrip(b"\xef\xbb\xbf \t\r\n")
     return head[:1] in (b"{", b"[")
+
+
+def _is_stream(path: Path) -> bool:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False  # open_image says why
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
 
 
 def to_bitmap(source: Source) -> np.ndarray:
@@ -516,7 +629,15 @@ def to_bitmap(source: Source) -> np.ndarray:
             return strokes_to_bitmap(data)
         return preprocess_image(open_image(data))
     if isinstance(source, (str, os.PathLike)):
+        if not os.fspath(source):
+            raise PreprocessError("empty file name")
         path = Path(source)
+        if _is_stream(path):  # a pipe (`<(curl ...)`, /dev/stdin): its size is unknown until read
+            with open(path, "rb") as fh:
+                data = fh.read(MAX_STREAM_BYTES + 1)
+            if len(data) > MAX_STREAM_BYTES:
+                raise ImageTooLargeError(f"more than {MAX_STREAM_BYTES >> 20} MB")
+            return to_bitmap(data)
         if path.suffix.lower() in STROKE_SUFFIXES:
             try:
                 data = path.read_bytes()

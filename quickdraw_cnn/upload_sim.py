@@ -30,23 +30,30 @@ def _place(strokes, extent: float, origin: tuple[float, float]) -> list[np.ndarr
     return [np.stack([np.asarray(s[0], float), np.asarray(s[1], float)], axis=1) * f + origin for s in prepared]
 
 
+# Children's felt-tip pens: a drawing may use several, light ones (yellow, orange, pink) among dark ones.
+PENS = ((20, 20, 20), (230, 200, 0), (240, 130, 0), (250, 120, 180), (30, 160, 60), (200, 30, 30), (40, 70, 200))
+
+
 def canvas_png(
     strokes,
     rng: np.random.Generator,
     size: tuple[int, int] = (1024, 768),
     brush: int | None = None,
     background: tuple[int, int, int] = (255, 255, 255),
+    pens: tuple[tuple[int, int, int], ...] = PENS[:1],
+    extent: float | None = None,
 ) -> bytes:
     """PNG bytes of the drawing as an app canvas exports it: large, dark on white (or `background`),
-    off-centre, the app's brush width (6-18 px unless given) with round ends."""
+    off-centre, the app's brush width (6-18 px unless given) with round ends; each stroke in one of
+    `pens` (at random), the drawing's longest side `extent` px (35-70% of the canvas unless given)."""
     w, h = size
-    extent = rng.uniform(0.35, 0.7) * min(w, h)
+    extent = extent or rng.uniform(0.35, 0.7) * min(w, h)
     origin = (rng.uniform(0.05, 0.95) * (w - extent), rng.uniform(0.05, 0.95) * (h - extent))
     brush = int(brush or rng.integers(6, 19))
     img = Image.new("RGB", size, background)
     draw = ImageDraw.Draw(img)
     for pts in _place(strokes, extent, origin):
-        _draw(draw, pts, brush, (20, 20, 20))
+        _draw(draw, pts, brush, pens[rng.integers(len(pens))] if len(pens) > 1 else pens[0])
     buf = io.BytesIO()
     img.save(buf, format="PNG", optimize=False, compress_level=6)
     return buf.getvalue()

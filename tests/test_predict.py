@@ -219,7 +219,17 @@ def test_leftover_model_card_is_ignored_when_it_does_not_match(exported, tmp_pat
     (folder / "model.json").write_text(keras3_json)
     (folder / "class_names.txt").write_text("a\nb\nc\nd\n")
     assert input_scale(folder) == 1.0  # this project's model.json (Rescaling inside): 0..255 anyway
-    assert "ignored: its 3 classes are not the 4 of class_names.txt;" in capsys.readouterr().err
+    assert "ignored: it describes other classes than class_names.txt (3 against 4);" in capsys.readouterr().err
+
+
+def test_class_names_reordered_against_the_card_are_refused(exported, tmp_path: Path) -> None:
+    """Same classes in another order: every label would be another class's name (it used to exit 0)."""
+    folder = tmp_path / "m"
+    shutil.copytree(exported[0], folder)
+    names = (folder / "class_names.txt").read_text().split()
+    (folder / "class_names.txt").write_text("\n".join(names[1:] + names[:1]) + "\n")
+    with pytest.raises(ModelError, match="class_names.txt lists the classes of model_card.json in another order"):
+        Predictor.load(folder)
 
 
 @pytest.mark.skipif(not LABS21.is_dir(), reason="../shared/data/labs21-model not present")
@@ -230,7 +240,10 @@ def test_labs21_files_copied_over_a_project_folder_ignore_its_card(exported, tmp
         shutil.copy(LABS21 / name, folder / name)
     p = Predictor.load(folder)
     assert p.scale == pytest.approx(1 / 255)
-    assert "model_card.json ignored: its 3 classes are not the 100 of class_names.txt" in capsys.readouterr().err
+    assert (
+        "model_card.json ignored: it describes other classes than class_names.txt (3 against 100)"
+        in capsys.readouterr().err
+    )
     rows = np.load(SHARED / "quickdraw-real" / "bitmaps" / "cat.npy", mmap_mode="r")[:200]
     probs = p.probabilities(np.asarray(rows).reshape(-1, 28, 28))
     assert (probs.argmax(1) == p.class_names.index("cat")).mean() > 0.8
@@ -332,6 +345,39 @@ def test_cli_json_and_exit_codes(exported, tmp_path: Path) -> None:
 
     res = run_cli(str(good), "--model-dir", str(tmp_path / "missing"), "--json")
     assert res.returncode == 2 and "model folder not found" in res.stderr and res.stdout == ""
+
+
+def test_cli_stdin_long_names_and_a_full_disk(exported, tmp_path: Path) -> None:
+    """A 251-character name used to abort the batch under --save-preprocessed; `-` reads stdin; output
+    into a full disk is one line, not a traceback."""
+    out, _ = exported
+    rng = np.random.default_rng(4)
+    png = canvas_png(generate_strokes("square", rng), rng)
+    long_name = tmp_path / ("x" * 251 + ".png")
+    long_name.write_bytes(png)
+    latin1 = tmp_path / os.fsdecode(b"caf\xe9.png")  # not UTF-8: JSON must still be strict UTF-8
+    latin1.write_bytes(png)
+    seen = tmp_path / "seen"
+    cmd = [sys.executable, str(ROOT / "load_model_predict.py"), "-", str(long_name), "", "--model-dir", str(out)]
+    res = subprocess.run([*cmd[:2], str(latin1), *cmd[5:], "--backend", "onnx", "--json"], capture_output=True)
+    assert json.loads(res.stdout)[0]["file"].encode("utf-8").endswith("caf\ufffd.png".encode())
+    res = subprocess.run(
+        [*cmd, "--backend", "onnx", "--json", "--save-preprocessed", str(seen)], input=png, capture_output=True
+    )
+    results = json.loads(res.stdout)
+    assert res.returncode == 1 and res.stderr.decode() == "'': empty file name\n"
+    assert results[0]["predictions"] == results[1]["predictions"]  # the same drawing, from stdin and a file
+    assert results[2] == {"file": "", "error": "empty file name"}
+    assert len(list(seen.iterdir())) == 2  # the long name saved under a shorter one
+    if Path("/dev/full").exists():
+        with open("/dev/full", "w") as full:
+            res = subprocess.run(
+                [*cmd[:3], *cmd[5:], "--backend", "onnx"], input=png, stdout=full, stderr=subprocess.PIPE
+            )
+        assert (
+            res.returncode == 1
+            and res.stderr.decode() == "error: cannot write the predictions (No space left on device)\n"
+        )
 
 
 def test_cli_output_into_a_closed_pipe_is_quiet(exported) -> None:

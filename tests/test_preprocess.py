@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from PIL import Image, ImageDraw
 from quickdraw_cnn import preprocess as pp
 from quickdraw_cnn.render import prepare_strokes, render_strokes
 from quickdraw_cnn.synthetic import SYNTHETIC_CATEGORIES, generate_strokes
-from quickdraw_cnn.upload_sim import LIGHTING, canvas_png, cropped_to_drawing, on_table, photo_jpeg, relit
+from quickdraw_cnn.upload_sim import LIGHTING, PENS, canvas_png, cropped_to_drawing, on_table, photo_jpeg, relit
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "quickdraw-real" / "simplified"
@@ -115,7 +116,28 @@ def test_strokes_inputs_every_shape_render_like_the_data_set(tmp_path: Path, cir
     np.testing.assert_array_equal(pp.to_bitmap(circle[0]), render_strokes(prepare_strokes(circle[:1])))
 
 
-@pytest.mark.parametrize("text", ['{"word": "x"}', "[]", '[[["a"], [1]]]', "{not json", "[[[1, 2], [3]]]"])
+def test_strokes_as_lists_of_points_read_like_the_data_set_format(circle) -> None:
+    """Many canvas libraries save [[x, y], ...] per stroke; it used to be misread as a line."""
+    as_points = [[list(p) for p in zip(s[0], s[1])] for s in circle]
+    want = render_strokes(prepare_strokes(circle))
+    np.testing.assert_array_equal(pp.to_bitmap(json.dumps(as_points).encode()), want)
+    np.testing.assert_array_equal(pp.to_bitmap(as_points[0]), render_strokes(prepare_strokes(circle[:1])))
+    with_t = [[[x, y, i] for i, (x, y) in enumerate(zip(s[0], s[1]))] for s in circle]
+    np.testing.assert_array_equal(pp.to_bitmap(with_t), want)
+    two_points = [[[0, 100], [0, 100]]]  # reads both ways: the data set's format wins (a diagonal)
+    assert pp.load_strokes(two_points) == two_points
+
+
+def test_ndjson_errors_name_the_line_of_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.ndjson"
+    path.write_text('\n\n{bad}\n{"drawing": [[[0, 100], [0, 100]]]}\n')
+    with pytest.raises(pp.BadStrokesError, match="at line 3"):
+        pp.to_bitmap(path)
+
+
+@pytest.mark.parametrize(
+    "text", ['{"word": "x"}', "[]", '[[["a"], [1]]]', "{not json", "[[[1, 2], [3]]]", "[[[1, 2], [3, 4], [5, 6], [7]]]"]
+)
 def test_bad_strokes_are_a_clean_error(tmp_path: Path, text: str) -> None:
     path = tmp_path / "bad.json"
     path.write_text(text)
@@ -168,6 +190,33 @@ def test_dark_strokes_on_a_coloured_canvas(background: tuple[int, int, int]) -> 
         assert corr(want, got) > 0.99
 
 
+def test_felt_tips_of_every_colour_read_like_one_black_pen() -> None:
+    """Light pens (yellow, pink) beside dark ones used to vanish: the canvas was cut at half the darkest
+    ink's grey contrast. Now each stroke counts by its colour's difference from the canvas."""
+    scores = []
+    for i, d in enumerate(drawings()):
+        black = pp.to_bitmap(canvas_png(d, np.random.default_rng(i), brush=10))
+        coloured = pp.to_bitmap(canvas_png(d, np.random.default_rng(i), brush=10, pens=PENS))
+        scores.append(corr(black, coloured))
+    assert min(scores) > 0.97, scores
+    square = generate_strokes("square", np.random.default_rng(0))
+    black = pp.to_bitmap(canvas_png(square, np.random.default_rng(1), brush=10))
+    for pen, canvas in [((0, 160, 0), (190, 90, 90)), ((240, 220, 0), (255, 255, 255))]:  # same grey; pale
+        got = pp.to_bitmap(canvas_png(square, np.random.default_rng(1), brush=10, pens=(pen,), background=canvas))
+        assert corr(black, got) > 0.99, (pen, canvas)
+
+
+@pytest.mark.parametrize("size,brush,extent", [((1024, 768), 1, None), ((3000, 3000), 4, 150), ((2400, 1800), 2, 300)])
+def test_thin_pens_and_small_drawings_on_big_canvases(size, brush: int, extent) -> None:
+    """A 1 px pen used to be "no drawing" (halved to half contrast, under half the strongest pixel), and
+    a small drawing on a big canvas was averaged away by the shrink to the work size."""
+    scores = []
+    for i, d in enumerate(drawings()):
+        want = pp.to_bitmap(canvas_png(d, np.random.default_rng(i), brush=10))
+        scores.append(corr(want, pp.to_bitmap(canvas_png(d, np.random.default_rng(i), size, brush, extent=extent))))
+    assert min(scores) > 0.8 and np.mean(scores) > 0.9, scores
+
+
 def test_a_strip_lining_the_edge_is_not_ink_but_a_crossing_stroke_is() -> None:
     mask = np.zeros((100, 120), bool)
     mask[:, :5] = True  # a table's edge down the whole left side
@@ -212,6 +261,17 @@ def test_every_mode_gives_the_same_drawing(circle) -> None:
         got = pp.to_bitmap(Image.open(io.BytesIO(png_bytes(img, "TIFF" if name in ("I", "F", "CMYK") else "PNG"))))
         assert corr(want, got) > 0.95, name
     np.testing.assert_array_equal(pp.to_bitmap(arr), want)  # numpy input
+
+
+def test_a_28x28_image_is_taken_as_a_bitmap_of_either_polarity() -> None:
+    """A data-set bitmap saved as a 28x28 PNG was cropped, rescaled and rethickened like a canvas: 83 of
+    140 right against 114 for the array itself (Labs 21 model). It is the model's input already."""
+    for d in drawings():
+        want = render_strokes(prepare_strokes(d))
+        for image in (Image.fromarray(want), Image.fromarray(255 - want).convert("RGB")):
+            np.testing.assert_array_equal(pp.to_bitmap(png_bytes(image)), want)
+    with pytest.raises(pp.NoDrawingError):
+        pp.to_bitmap(png_bytes(Image.new("L", (28, 28), 255)))
 
 
 def test_exif_orientation_is_applied(circle) -> None:
@@ -266,6 +326,66 @@ def test_truncated_image(circle, fmt: str) -> None:
     with pytest.raises(pp.CorruptImageError) as err:
         pp.to_bitmap(data[: len(data) // 2])
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "PNG", "WEBP"])
+def test_every_cut_or_flipped_byte_is_a_clean_error_or_a_drawing(circle, fmt: str) -> None:
+    """A cut animated GIF used to raise IndexError, a damaged AVIF RuntimeError: a traceback that lost
+    every other file of the batch. Decoders raise anything on damaged data; it must be a PreprocessError."""
+    first = dark_on_white(circle, (120, 90)).convert("P" if fmt == "GIF" else "RGB")
+    second = first.transpose(Image.Transpose.FLIP_LEFT_RIGHT)  # another frame, so it is stored
+    data = png_bytes(first, fmt, save_all=True, append_images=[second], duration=200, loop=0)
+    damaged = [data[:n] for n in range(8, len(data), max(1, len(data) // 300))]
+    damaged += [
+        data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1 :] for i in range(0, len(data), max(1, len(data) // 300))
+    ]
+    for bad in damaged:
+        try:
+            assert pp.to_bitmap(bad).shape == (28, 28)
+        except pp.PreprocessError as exc:
+            assert "\n" not in str(exc)
+
+
+def test_heic_photos_are_named_and_decoder_warnings_stay_quiet(recwarn) -> None:
+    heic = struct.pack(">I", 24) + b"ftypheic" + b"\0" * 12 + b"junk" * 10
+    with pytest.raises(pp.NotAnImageError, match="HEIC/HEIF.*export it as JPEG or PNG"):
+        pp.to_bitmap(heic)
+    img = Image.new("L", (64, 64), 255)
+    ImageDraw.Draw(img).ellipse((10, 10, 50, 50), outline=0, width=4)
+    buf = io.BytesIO()
+    img.save(buf, "TIFF", tiffinfo={270: "x" * 40})  # a description tag, then claim it runs past the file
+    data = bytearray(buf.getvalue())
+    at = data.find(b"x" * 40)
+    pointer = data.find(struct.pack("<I", at))
+    data[pointer : pointer + 4] = struct.pack("<I", len(data) + 1000)
+    try:
+        pp.to_bitmap(bytes(data))
+    except pp.PreprocessError:
+        pass
+    assert [str(w.message) for w in recwarn] == []
+
+
+def test_odd_python_inputs_are_clean_errors_or_drawings(circle) -> None:
+    img = dark_on_white(circle)
+    want = pp.to_bitmap(img)
+    assert corr(want, pp.to_bitmap(img.convert("La"))) > 0.99  # premultiplied alpha: Pillow cannot make L
+    for bad in (np.array([["a"]]), np.zeros((30, 30), np.complex64)):
+        with pytest.raises(pp.NotAnImageError, match="is not an image"):
+            pp.to_bitmap(bad)
+    with pytest.raises(pp.PreprocessError, match="empty file name"):
+        pp.to_bitmap("")
+
+
+def test_a_pipe_is_read_whole(tmp_path: Path, circle) -> None:
+    """`<(curl ...)` or /dev/stdin: a pipe's size is 0 until read; it used to be "empty file"."""
+    data = png_bytes(dark_on_white(circle))
+    fifo = tmp_path / "upload"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen([sys.executable, "-c", f"open({str(fifo)!r}, 'wb').write(bytes.fromhex({data.hex()!r}))"])
+    try:
+        np.testing.assert_array_equal(pp.to_bitmap(fifo), pp.to_bitmap(data))
+    finally:
+        writer.wait(timeout=30)
 
 
 def _png_with_size(width: int, height: int) -> bytes:
