@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-CATEGORIES_DIR = Path(__file__).resolve().parent.parent / "categories"
+CATEGORIES_DIR = Path(__file__).resolve().parent / "lists"  # package data: in the wheel too
 STORY_SQUAD_100 = CATEGORIES_DIR / "story_squad_100.txt"
 ALL_345 = CATEGORIES_DIR / "all_345.txt"
 MANIFEST = CATEGORIES_DIR / "numpy_bitmap_manifest.tsv"

@@ -10,7 +10,7 @@ Guarantees (what the tests prove):
 - an interrupted transfer resumes from the last complete row (the `.part` file and a small
   `.part.json` note of where it came from are kept between runs);
 - asking for more rows later fetches only the missing byte range and rewrites the header;
-- whole files are checked against the pinned size and SHA-256 of `categories/numpy_bitmap_manifest.tsv`;
+- whole files are checked against the pinned size and SHA-256 of `quickdraw_cnn/lists/numpy_bitmap_manifest.tsv`;
 - `<out>/manifest.json` records each file's source URL, rows, bytes, SHA-256 and whether it is whole.
 
 This module must not import TensorFlow: the download scripts start in a second.
@@ -896,7 +896,7 @@ def build_parser(prog: str, description: str, default_categories: Path, default_
         "--categories",
         metavar="NAMES_OR_FILE",
         help="comma-separated class names (spaces allowed, e.g. 'alarm clock,cat') or a text file with one "
-        f"name per line; default: {default_categories.relative_to(cat.CATEGORIES_DIR.parent)}",
+        f"name per line; default: {default_categories.relative_to(cat.CATEGORIES_DIR.parent.parent)}",
     )
     p.add_argument(
         "--max-per-class",

@@ -275,7 +275,8 @@ def test_package_builds_as_a_wheel(tmp_path: Path) -> None:
     pytest.importorskip("setuptools")
     src = tmp_path / "src"  # the repository's layout as discovery sees it: its .py files, one level deep
     folders = [ROOT, *(d for d in ROOT.iterdir() if d.is_dir() and not d.name.startswith("."))]
-    for path in [ROOT / "pyproject.toml", *(f for d in folders for f in d.glob("*.py"))]:
+    lists = (ROOT / "quickdraw_cnn" / "lists").iterdir()
+    for path in [ROOT / "pyproject.toml", *(f for d in folders for f in d.glob("*.py")), *lists]:
         (src / path.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, src / path.relative_to(ROOT))
     cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index"]
@@ -285,6 +286,16 @@ def test_package_builds_as_a_wheel(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "quickdraw_cnn/predict.py" in names
     assert {n.split("/")[0] for n in names} == {"quickdraw_cnn", wheel.name.split("-py")[0] + ".dist-info"}
+    zipfile.ZipFile(wheel).extractall(tmp_path / "installed")  # the category lists travel with it
+    code = "from quickdraw_cnn import categories as c; print(len(c.all_categories()), len(c.manifest()))"
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "installed")},
+        capture_output=True,
+        text=True,
+    )
+    assert res.stdout.split() == ["345", "345"], res.stderr[-2000:]
 
 
 @pytest.mark.skipif(not LABS21.is_dir(), reason="../shared/data/labs21-model not present")

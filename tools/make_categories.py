@@ -1,4 +1,4 @@
-r"""Regenerate the pinned category lists in categories/ from their upstream sources.
+r"""Regenerate the pinned category lists in quickdraw_cnn/lists/ from their upstream sources.
 
 Sources (credited in README): tensorflow-datasets (Apache-2.0),
 `tensorflow_datasets/datasets/quickdraw_bitmap/labels.txt` and `checksums.tsv`, and the Labs 21
@@ -24,7 +24,9 @@ def main() -> None:
     parser.add_argument("--tfds-labels", type=Path, required=True, help="TFDS quickdraw_bitmap labels.txt")
     parser.add_argument("--tfds-checksums", type=Path, required=True, help="TFDS quickdraw_bitmap checksums.tsv")
     parser.add_argument("--labs21-classes", type=Path, required=True, help="Labs 21 class_names.txt")
-    parser.add_argument("--out", type=Path, default=Path("categories"), help="output folder (default: categories)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("quickdraw_cnn/lists"), help="output folder (default: quickdraw_cnn/lists)"
+    )
     args = parser.parse_args()
 
     labels = [line.strip() for line in args.tfds_labels.read_text().splitlines() if line.strip()]
