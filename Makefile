@@ -18,7 +18,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 demo: $(VENV)/.installed
 	@# exit 3: the bucket cannot be reached at all (offline); exit 1: some classes failed, the others are kept
 	$(PY) download_subset.py --categories "$(DEMO_CLASSES)" --max-per-class $(DEMO_ROWS) --out $(DEMO_DATA); rc=$$?; \
-	if [ $$rc -eq 3 ]; then echo "demo: the QuickDraw bucket did not answer; using synthetic doodles instead"; \
+	if [ $$rc -eq 3 ]; then echo "demo: the download could not start (above); using synthetic doodles instead"; \
 	  $(PY) download_subset.py --synthetic --categories "$(DEMO_CLASSES)" --max-per-class $(DEMO_ROWS) --out $(DEMO_DATA); \
 	elif [ $$rc -ne 0 ]; then echo "demo: some classes did not download (named above); run make demo again to resume"; \
 	  exit $$rc; fi

@@ -59,8 +59,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def read_stdin() -> bytes:
+    """The drawing piped in for `-`, bounded like any pipe."""
+    from quickdraw_cnn.preprocess import MAX_STREAM_BYTES, ImageTooLargeError, PreprocessError
+
+    if sys.stdin is None:
+        raise PreprocessError("stdin is closed")
+    data = sys.stdin.buffer.read(MAX_STREAM_BYTES + 1)
+    if len(data) > MAX_STREAM_BYTES:
+        raise ImageTooLargeError(f"more than {MAX_STREAM_BYTES >> 20} MB")
+    return data
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print as their own bytes
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import numpy as np
 
@@ -89,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     save_failed = False
     for name in args.files:
         try:
-            bitmap = to_bitmap(sys.stdin.buffer.read() if name == "-" else name)
+            bitmap = to_bitmap(read_stdin() if name == "-" else name)
         except (PreprocessError, OSError) as exc:
             msg = str(exc) if isinstance(exc, PreprocessError) else f"cannot read ({exc.strerror or exc})"
             print(f"{name or repr(name)}: {msg}", file=sys.stderr)
@@ -99,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         results.append({"file": name})
         bitmaps.append(bitmap)
         if args.save_preprocessed and not save_failed:
-            base = os.fsdecode(os.fsencode(Path(name).name or "stdin")[:200])  # room for ".NN.png" in 255 bytes
+            base = "stdin" if name == "-" else Path(name).name
+            while len(os.fsencode(base)) > 200:  # room for ".NN.png" in 255 bytes; whole characters only
+                base = base[:-1]
             stem, n = base, 1
             while f"{stem}.png" in used:
                 n += 1

@@ -475,6 +475,8 @@ class _Fetcher:
         try:
             with self.ctx.reading(r):
                 while True:
+                    if self.ctx.stop.is_set():
+                        raise _Retryable("interrupted")
                     try:
                         chunk = read(CHUNK)
                     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
@@ -969,19 +971,15 @@ def _synthetic(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     recorded = read_manifest(args.out) if args.out.is_dir() else {}
-    downloaded = [
+    kept = [  # real drawings (downloaded, or of unknown origin) are never replaced by made-up ones
         n
         for n in names
         if (args.out / f"{cat.file_stem(n)}.npy").is_file()
-        and recorded.get(f"{cat.file_stem(n)}.npy", {}).get("source", "synthetic") != "synthetic"
+        and recorded.get(f"{cat.file_stem(n)}.npy", {}).get("source") != "synthetic"
     ]
-    if downloaded:  # real drawings are never replaced by made-up ones
-        print(
-            f"error: {args.out} holds downloaded drawings of {', '.join(downloaded)}; --synthetic would "
-            "replace them: write the doodles into another --out",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+    if kept:
+        print(f"kept the drawings already in {args.out} of: {', '.join(kept)}", file=sys.stderr)
+        names = [n for n in names if n not in kept]
     entries: list[dict] = []
     try:
         args.out.mkdir(parents=True, exist_ok=True)

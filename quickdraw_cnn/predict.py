@@ -97,19 +97,6 @@ def input_scale(model_dir: Path, class_names: list[str] | None = None) -> float:
 
 def _card_conflict(card: dict, model_dir: Path, names: list[str]) -> str | None:
     """Why the card does not describe this folder (None when it does): the files were replaced after export."""
-    classes, num = card.get("classes"), card.get("num_classes")
-    if isinstance(classes, list) and [display_name(str(c)) for c in classes] != names:
-        card_names = [display_name(str(c)) for c in classes]
-        if sorted(card_names) == sorted(names):
-            # Both come from one export, which always writes one order: class_names.txt was edited, and
-            # every prediction would carry another class's name.
-            raise ModelError(
-                f"{model_dir}: class_names.txt lists the classes of model_card.json in another order; "
-                "the labels would be wrong: copy both from the same export"
-            )
-        return f"it describes other classes than class_names.txt ({len(classes)} against {len(names)})"
-    if isinstance(num, int) and num != len(names):
-        return f"it says {num} classes, class_names.txt lists {len(names)}"
     json_path = model_dir / "model.json"
     files = card.get("files")
     if json_path.is_file() and (not isinstance(files, list) or "model.json" in files):
@@ -117,8 +104,20 @@ def _card_conflict(card: dict, model_dir: Path, names: list[str]) -> str | None:
             keras2 = _is_keras2(read_model_json(json_path))
         except ModelError:
             keras2 = False  # loading it says what is wrong; the ONNX backend never needs it
-        if keras2:
+        if keras2:  # the Labs 21 files copied over an export: their own class order is theirs
             return "model.json is a Keras 2 file, not the export it describes"
+    classes, num = card.get("classes"), card.get("num_classes")
+    if isinstance(classes, list) and [display_name(str(c)) for c in classes] != names:
+        if sorted(display_name(str(c)) for c in classes) == sorted(names):
+            # The card describes these model files (checked above), and an export writes one order for
+            # both: class_names.txt was edited, and every prediction would carry another class's name.
+            raise ModelError(
+                f"{model_dir}: class_names.txt lists the classes of model_card.json in another order; "
+                "the labels would be wrong: copy both from the same export"
+            )
+        return f"it describes other classes than class_names.txt ({len(classes)} against {len(names)})"
+    if isinstance(num, int) and num != len(names):
+        return f"it says {num} classes, class_names.txt lists {len(names)}"
     return None
 
 

@@ -5,10 +5,10 @@ so its longest side spans 255 of 304 units, centred, strokes 16 units wide, anti
 An app-canvas PNG or a phone photo of paper differs in every one of these, so each difference is undone by
 one named step below, in this order:
 
-    open_image -> apply_exif_orientation -> to_grey -> crop_canvas_margins -> shrink_to_work_size ->
-    fix_polarity ->
-    [a photo: remove_background -> ink_mask (threshold, remove_border_strips, remove_specks) |
-     a clean canvas: canvas_mask] ->
+    open_image -> apply_exif_orientation -> to_grey ->
+    [a flat canvas: canvas_ink -> shrink_to_work_size -> canvas_mask |
+     a photo: shrink_to_work_size -> fix_polarity -> remove_background ->
+              ink_mask (threshold, remove_border_strips, remove_specks)] ->
     crop_to_ink -> scale_to_frame -> normalise_thickness -> centre_and_downsample
 
 Strokes (`.json` / `.ndjson` / lists) skip all of that and are rendered with the data set's own recipe
@@ -39,6 +39,8 @@ FRAME_UNITS = 304.0  # the data set's 28 px = 256 frame + 2 * 16 padding + 16 li
 EXTENT_UNITS = 255.0  # longest side of the drawing's centre-line bounding box, in units
 LINE_UNITS = 16.0  # stroke width, in units (~6% of the longest side)
 WORK_MAX = 512  # the photo cleanup runs at most at this many pixels on the longest side
+CANVAS_MAX = 1024  # a flat canvas is first reduced below twice this (its drawing may be small in it)
+INK_SHARE = 0.4  # of the strongest ink's contrast: on a canvas, fainter marks (ruling, a frame) are not ink
 CANVAS_INK = 136  # ink extent (px) at which thickness is normalised: ~8 px strokes, 5x supersampled
 MAX_STREAM_BYTES = 200 << 20  # read from a pipe at most (a file's size is known before reading)
 MAX_PIXELS = 40_000_000  # decoded pixels allowed (after JPEG draft reduction): bounds memory and time
@@ -181,6 +183,9 @@ def _colour_to_grey(rgb: Image.Image) -> Image.Image:
         return rgb.convert("L")  # a photo: noise and light everywhere
     code = int(codes[counts.argmax()])
     flat = (code >> 16, (code >> 8) & 255, code & 255)
+    factor = max(rgb.size) // CANVAS_MAX
+    if factor >= 2:  # a box average of stroke and canvas differs from the canvas by the stroke's coverage
+        rgb = rgb.reduce(factor)
     r, g, b = rgb.point([abs(v - c) for c in flat for v in range(256)]).split()  # |pixel - canvas| per channel
     return ImageOps.invert(ImageChops.lighter(ImageChops.lighter(r, g), b))
 
@@ -221,23 +226,27 @@ def to_grey(img: Image.Image) -> Image.Image:
     return _colour_to_grey(img if mode == "RGB" else img.convert("RGB"))
 
 
-def crop_canvas_margins(grey: Image.Image) -> Image.Image:
-    """A flat canvas cut down to its drawing and a margin, before shrinking: a small drawing on a big
-    canvas (or a thin pen) keeps its strokes instead of being averaged into the background."""
+def canvas_ink(grey: Image.Image) -> Image.Image | None:
+    """A flat canvas's ink, light on black: each pixel's difference from the canvas value, cut to the
+    drawing and a margin (before shrinking, so a small drawing on a big canvas or a thin pen keeps its
+    strokes). None for a photo. Knowing the canvas, the polarity needs no guess, even for thick pens.
+    Marks fainter than INK_SHARE of the strongest ink (ruled lines, a frame) do not widen the cut."""
     counts = np.bincount(np.asarray(_sample(grey)).ravel(), minlength=256)
     flat = int(counts.argmax())
     if counts[flat] <= counts.sum() / 2:
-        return grey  # a photo: its cleanup needs the whole picture
-    box = grey.point([255 * (abs(v - flat) >= MIN_CONTRAST // 2) for v in range(256)]).getbbox()
+        return None  # a photo: noise and light everywhere
+    ink = grey.point([abs(v - flat) for v in range(256)])
+    hi = ink.getextrema()[1]
+    box = ink.point([255 * (v >= max(MIN_CONTRAST, INK_SHARE * hi)) for v in range(256)]).getbbox()
     if box is None:
-        return grey  # blank: canvas_mask says so
+        return ink  # blank, or nothing clear: canvas_mask says so
     x0, y0, x1, y1 = box
     margin = max(8, max(x1 - x0, y1 - y0) // 8)
     w, h = grey.size
-    cropped = grey.crop((max(0, x0 - margin), max(0, y0 - margin), min(w, x1 + margin), min(h, y1 + margin)))
+    cropped = ink.crop((max(0, x0 - margin), max(0, y0 - margin), min(w, x1 + margin), min(h, y1 + margin)))
     inside = np.bincount(np.asarray(_sample(cropped)).ravel(), minlength=256)
-    if inside[flat] <= inside.sum() / 2:
-        return grey  # a sheet photographed on a flat table: around strokes the canvas shows, not a sheet
+    if inside[0] <= inside.sum() / 2:
+        return None  # a sheet photographed on a flat table: the photo's cleanup, on the whole picture
     return cropped
 
 
@@ -466,13 +475,15 @@ def canvas_mask(ink: np.ndarray) -> np.ndarray:
 
     Each stroke is cut at half its own contrast (the largest within 3 px), the middle of its
     anti-aliased edges, so light pens beside dark ones and lines thinner than a pixel (shrunk to partial
-    contrast) all keep their drawn width.
+    contrast) all keep their drawn width. Marks fainter than INK_SHARE of the strongest (ruled lines, a
+    frame, paper texture where a photo's paper is blown out to white) are background.
     """
     fg = np.clip(ink - float(ink.min()), 0, 255).astype(np.uint8)
-    if int(fg.max()) < MIN_CONTRAST:
+    hi = int(fg.max())
+    if hi < MIN_CONTRAST:
         raise NoDrawingError()
     local = _max_within(fg, 3)
-    mask = (fg > local // 2) & (local >= MIN_CONTRAST)
+    mask = (fg > local // 2) & (local >= max(MIN_CONTRAST, INK_SHARE * hi))
     if mask.sum() < MIN_INK_PIXELS:
         raise NoDrawingError()
     return mask
@@ -483,12 +494,17 @@ def preprocess_image(img: Image.Image) -> np.ndarray:
     img = apply_exif_orientation(img)
     if img.size == (SIZE, SIZE):  # a bitmap in the data set's framing already (a client that downsampled)
         ink = fix_polarity(np.asarray(to_grey(img), np.float32))
-        if float(ink.max() - ink.min()) < MIN_CONTRAST:
+        lo, hi = float(ink.min()), float(ink.max())
+        if hi - lo < MIN_CONTRAST:
             raise NoDrawingError()
-        return np.clip(ink - ink.min(), 0, 255).astype(np.uint8)
-    grey = shrink_to_work_size(crop_canvas_margins(to_grey(img)))
-    ink = fix_polarity(grey)
-    mask = canvas_mask(ink) if is_clean_canvas(ink) else ink_mask(remove_background(ink))
+        return np.round((ink - lo) * (255.0 / (hi - lo))).astype(np.uint8)  # faint ink stretched, as drawn
+    grey = to_grey(img)
+    ink = canvas_ink(grey)
+    if ink is not None:
+        mask = canvas_mask(shrink_to_work_size(ink))
+    else:
+        ink = fix_polarity(shrink_to_work_size(grey))
+        mask = canvas_mask(ink) if is_clean_canvas(ink) else ink_mask(remove_background(ink))
     canvas = scale_to_frame(mask, crop_to_ink(mask))
     canvas, width = normalise_thickness(canvas)
     return centre_and_downsample(canvas, width)
@@ -540,7 +556,7 @@ def load_strokes(obj: Any) -> list:
         raise BadStrokesError("no strokes in the drawing")
     if isinstance(obj[0], list) and obj[0] and _is_number(obj[0][0]):
         obj = [obj]  # a single stroke [[x...], [y...]] (or [[x, y], ...])
-    if not all(_is_xy_lists(s) for s in obj) and all(_is_points(s) for s in obj):
+    if all(_is_points(s) for s in obj) and any(len(s) not in (2, 3, 4) for s in obj):
         return [[[p[0] for p in s], [p[1] for p in s]] for s in obj]  # [[x, y(, t)], ...] per stroke
     for i, stroke in enumerate(obj):
         if not _is_xy_lists(stroke):
@@ -549,17 +565,19 @@ def load_strokes(obj: Any) -> list:
 
 
 def _is_xy_lists(stroke: Any) -> bool:
-    """The data set's stroke: [[x...], [y...]] or with times [[x...], [y...], [t...]]."""
+    """The data set's stroke: [[x...], [y...]], with times [[x...], [y...], [t...]] or more channels
+    (pressure, say); only x and y are read."""
     return (
         isinstance(stroke, list)
-        and len(stroke) in (2, 3)
-        and all(isinstance(c, list) and all(_is_number(v) for v in c) for c in stroke)
+        and len(stroke) >= 2
+        and all(isinstance(c, list) and all(_is_number(v) for v in c) for c in stroke[:2])
     )
 
 
 def _is_points(stroke: Any) -> bool:
-    """Many canvas libraries' stroke: a list of points [x, y] or [x, y, t]. A stroke of two or three
-    points reads both ways; it is taken as this only when some other stroke cannot be the data set's."""
+    """Many canvas libraries' stroke: a list of points [x, y] or [x, y, t]. Strokes of two to four
+    points read both ways, so a drawing is taken as points only when some stroke has another number
+    (a drawing of nothing but such short strokes is read as the data set's format)."""
     return (
         isinstance(stroke, list)
         and len(stroke) > 0

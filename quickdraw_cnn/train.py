@@ -46,7 +46,7 @@ from .config import (
     TEST_TIME_AUGMENTATIONS,
     TrainConfig,
 )
-from .dataset import SPLIT_FILE, DatasetError, Split, gather, write_split
+from .dataset import SPLIT_FILE, DatasetError, Split, gather, scan_data_dir, write_split
 from .files import is_within, lock_folder, not_replaceable, write_text_atomic
 from .model import (
     FLOP_PER_TRAINED_DRAWING,
@@ -115,9 +115,15 @@ def cluster_task() -> Task:
     for role, addresses in cluster.items():
         if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
             raise TrainError(f'TF_CONFIG: cluster "{role}" must be a list of "host:port" addresses')
-    kind, index = task.get("type"), task.get("index")
-    if not isinstance(index, int) or isinstance(index, bool) or kind not in cluster:
-        raise TrainError(f"TF_CONFIG: task {task} is not one of the cluster's roles ({', '.join(cluster)})")
+    kind = task.get("type")
+    try:
+        index = int(task.get("index"))  # as TensorFlow reads it: "1" is 1
+    except (TypeError, ValueError):
+        raise TrainError(f"TF_CONFIG: task index {task.get('index')!r} is not a number") from None
+    if kind == "evaluator":
+        raise TrainError("TF_CONFIG: an evaluator task is not supported; train_cnn.py validates every epoch")
+    if kind not in cluster:
+        raise TrainError(f"TF_CONFIG: task type {kind!r} is not one of the cluster's roles ({', '.join(cluster)})")
     if not 0 <= index < len(cluster[kind]):
         raise TrainError(f'TF_CONFIG: task index {index} is outside the {len(cluster[kind])} "{kind}" addresses')
     workers = len(cluster.get("worker", [])) + len(cluster.get("chief", []))
@@ -983,6 +989,14 @@ def check_split_remake(config: TrainConfig, max_per_class: int | None) -> None:
         for k in now
         if was[k] != now[k]
     ]
+    if not diffs:  # the same options; the data folder may still have changed (a class or rows added)
+        try:
+            files = scan_data_dir(config.data_dir)
+        except DatasetError:
+            return  # making the split says what is wrong
+        rows = {f.name: f.rows if max_per_class is None else min(f.rows, max_per_class) for f in files}
+        if rows != {f.get("name"): f.get("used") for f in info.get("files", []) if isinstance(f, dict)}:
+            diffs = [f"other drawings in --data {config.data_dir} (classes or rows added or removed since)"]
     if diffs:
         raise TrainError(
             f"work folder {work} holds an interrupted run on the split {config.split_dir} made with "

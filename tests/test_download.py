@@ -414,7 +414,8 @@ def test_cli_out_that_cannot_be_a_folder_is_one_clear_line(npy_server: NpyServer
 
 
 def test_synthetic_never_replaces_downloaded_drawings(npy_server: NpyServer, tmp_path: Path) -> None:
-    """make demo fell back to --synthetic after any failed class, overwriting the real ones downloaded."""
+    """make demo fell back to --synthetic after any failed class, overwriting the real ones downloaded.
+    --synthetic keeps real drawings (downloaded, or of unknown origin) and writes only the other classes."""
     npy_server.add_file("circle", 50)
     out = tmp_path / "demo"
     run = _cli(
@@ -422,12 +423,15 @@ def test_synthetic_never_replaces_downloaded_drawings(npy_server: NpyServer, tmp
     )
     assert run.returncode == 1  # square is not on the server
     real = (out / "circle.npy").read_bytes()
-    run = _cli("--synthetic", "--categories", "circle,square", "--max-per-class", "10", "--out", str(out))
-    assert run.returncode == 2 and "holds downloaded drawings of circle" in run.stderr
-    assert len(run.stderr.strip().splitlines()) == 1
-    assert (out / "circle.npy").read_bytes() == real and not (out / "square.npy").exists()
-    run = _cli("--synthetic", "--categories", "square", "--max-per-class", "10", "--out", str(out))
-    assert run.returncode == 0 and (out / "circle.npy").read_bytes() == real  # other classes may join it
+    shutil.copy(out / "circle.npy", out / "star.npy")  # a file the manifest does not know
+    run = _cli("--synthetic", "--categories", "circle,square,star,line", "--max-per-class", "10", "--out", str(out))
+    assert run.returncode == 0 and "kept the drawings already in" in run.stderr and "circle, star" in run.stderr
+    assert (out / "circle.npy").read_bytes() == real and (out / "star.npy").read_bytes() == real
+    manifest = dl.read_manifest(out)
+    assert manifest["circle.npy"]["source"] != "synthetic" and "star.npy" not in manifest
+    assert manifest["square.npy"]["source"] == manifest["line.npy"]["source"] == "synthetic"
+    run = _cli("--synthetic", "--categories", "square", "--max-per-class", "20", "--out", str(out))
+    assert run.returncode == 0 and dl.read_manifest(out)["square.npy"]["rows"] == 20  # doodles may be remade
 
 
 def test_cli_synthetic_rows(tmp_path: Path) -> None:

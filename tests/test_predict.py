@@ -238,12 +238,13 @@ def test_labs21_files_copied_over_a_project_folder_ignore_its_card(exported, tmp
     shutil.copytree(exported[0], folder)
     for name in ("model.json", "model.h5", "class_names.txt"):
         shutil.copy(LABS21 / name, folder / name)
-    p = Predictor.load(folder)
-    assert p.scale == pytest.approx(1 / 255)
-    assert (
-        "model_card.json ignored: it describes other classes than class_names.txt (3 against 100)"
-        in capsys.readouterr().err
-    )
+    card = json.loads((folder / "model_card.json").read_text())
+    labs21_names = [n for n in (LABS21 / "class_names.txt").read_text().split("\n") if n]
+    for classes in (card["classes"], sorted(labs21_names)):  # another export's; the same 100 in its order
+        (folder / "model_card.json").write_text(json.dumps({**card, "classes": classes, "num_classes": len(classes)}))
+        p = Predictor.load(folder)  # the same classes in the export's order were refused (exit 2)
+        assert p.scale == pytest.approx(1 / 255)
+        assert "model_card.json ignored: model.json is a Keras 2 file" in capsys.readouterr().err
     rows = np.load(SHARED / "quickdraw-real" / "bitmaps" / "cat.npy", mmap_mode="r")[:200]
     probs = p.probabilities(np.asarray(rows).reshape(-1, 28, 28))
     assert (probs.argmax(1) == p.class_names.index("cat")).mean() > 0.8
@@ -364,7 +365,7 @@ def test_cli_stdin_long_names_and_a_full_disk(exported, tmp_path: Path) -> None:
     out, _ = exported
     rng = np.random.default_rng(4)
     png = canvas_png(generate_strokes("square", rng), rng)
-    long_name = tmp_path / ("x" * 251 + ".png")
+    long_name = tmp_path / ("a" + "\u00e9" * 104 + ".png")  # 213 bytes: cut to 200, mid-character
     long_name.write_bytes(png)
     latin1 = tmp_path / os.fsdecode(b"caf\xe9.png")  # not UTF-8: JSON must still be strict UTF-8
     latin1.write_bytes(png)
@@ -380,6 +381,11 @@ def test_cli_stdin_long_names_and_a_full_disk(exported, tmp_path: Path) -> None:
     assert results[0]["predictions"] == results[1]["predictions"]  # the same drawing, from stdin and a file
     assert results[2] == {"file": "", "error": "empty file name"}
     assert len(list(seen.iterdir())) == 2  # the long name saved under a shorter one
+    assert sorted(os.fsencode(p.name).decode("utf-8") for p in seen.iterdir())[1] == "stdin.png"
+    res = subprocess.run([*cmd[:2], str(long_name), *cmd[5:], "--save-preprocessed", str(seen)], capture_output=True)
+    assert res.returncode == 0 and res.stdout.decode("utf-8").count("\u00e9") == 104 + 99  # printed whole
+    closed = subprocess.run([*cmd[:3], *cmd[5:]], capture_output=True, preexec_fn=lambda: os.close(0))
+    assert closed.returncode == 1 and closed.stderr.decode() == "-: stdin is closed\n"
     if Path("/dev/full").exists():
         with open("/dev/full", "w") as full:
             res = subprocess.run(

@@ -489,6 +489,8 @@ def test_data_run_refused_by_the_lock_leaves_the_split_alone(split_dir: Path, tm
         ('{"cluster": {"worker": "localhost:1"}, "task": {"type": "worker", "index": 0}}', "must be a list"),
         ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 3}}', "index 3 is outside"),
         ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "chief", "index": 0}}', "not one of the"),
+        ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": "x"}}', "not a number"),
+        ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "evaluator", "index": 0}}', "not supported"),
     ],
 )
 def test_malformed_tf_config_is_one_line(monkeypatch, tf_config: str, message: str) -> None:
@@ -498,6 +500,9 @@ def test_malformed_tf_config_is_one_line(monkeypatch, tf_config: str, message: s
     monkeypatch.setenv("TF_CONFIG", tf_config)
     with pytest.raises(TrainError, match=message):
         cluster_task()
+    cluster = {"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": "worker", "index": "1"}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(cluster))  # TensorFlow reads a string index as a number
+    assert (cluster_task().index, cluster_task().num_workers) == (1, 2)
 
 
 def test_figures_of_many_classes_remove_an_earlier_confusion_matrix(tmp_path: Path) -> None:
@@ -539,6 +544,10 @@ def test_data_run_resuming_with_other_split_options_is_refused_before_the_split_
     run = _cli(*args, "--max-per-class", "100", "--epochs", "2", "--max-steps-per-epoch", "2", "--quiet")
     assert run.returncode == 1
     assert "made with --max-per-class 200 (now 100); rerun with the same options or pass --fresh" in run.stderr
+    assert (split / "split.json").read_bytes() == before
+    shutil.copy(data / "circle.npy", data / "my_robot.npy")  # the same options, but a class more
+    run = _cli(*args, "--max-per-class", "200", "--epochs", "2", "--max-steps-per-epoch", "2", "--quiet")
+    assert run.returncode == 1 and "other drawings in --data" in run.stderr, run.stderr
     assert (split / "split.json").read_bytes() == before
 
 
