@@ -6,10 +6,11 @@ An app-canvas PNG or a phone photo of paper differs in every one of these, so ea
 one named step below, in this order:
 
     open_image -> apply_exif_orientation -> to_grey ->
-    [a flat canvas: canvas_ink -> shrink_to_work_size -> canvas_mask |
+    [a flat canvas: canvas_ink -> shrink_to_work_size -> canvas_mask -> crop_to_ink -> scale_to_frame
+                    -> outline_fills |
      a photo: shrink_to_work_size -> fix_polarity -> remove_background ->
-              ink_mask (threshold, remove_border_strips, remove_specks)] ->
-    crop_to_ink -> scale_to_frame -> normalise_thickness -> centre_and_downsample
+              ink_mask (threshold, remove_border_strips, remove_specks) -> crop_to_ink -> scale_to_frame] ->
+    normalise_thickness -> centre_and_downsample
 
 Strokes (`.json` / `.ndjson` / lists) skip all of that and are rendered with the data set's own recipe
 (`render.render_strokes(render.prepare_strokes(...))`): the exact path for an app canvas. A file holding
@@ -40,7 +41,9 @@ EXTENT_UNITS = 255.0  # longest side of the drawing's centre-line bounding box, 
 LINE_UNITS = 16.0  # stroke width, in units (~6% of the longest side)
 WORK_MAX = 512  # the photo cleanup runs at most at this many pixels on the longest side
 CANVAS_MAX = 1024  # a flat canvas is first reduced below twice this (its drawing may be small in it)
-INK_SHARE = 0.4  # of the strongest ink's contrast: on a canvas, fainter marks (ruling, a frame) are not ink
+LOSSY_INK_SHARE = 0.5  # of the strongest ink's contrast: fainter marks on a lossy (JPEG) canvas are noise
+SPAN = 0.8  # a line across this much of a canvas is ruling or a frame, not drawing
+LOSSY_FORMATS = {"JPEG", "MPO", "WEBP"}  # WebP may be lossless too; treated alike
 CANVAS_INK = 136  # ink extent (px) at which thickness is normalised: ~8 px strokes, 5x supersampled
 MAX_STREAM_BYTES = 200 << 20  # read from a pipe at most (a file's size is known before reading)
 MAX_PIXELS = 40_000_000  # decoded pixels allowed (after JPEG draft reduction): bounds memory and time
@@ -226,28 +229,50 @@ def to_grey(img: Image.Image) -> Image.Image:
     return _colour_to_grey(img if mode == "RGB" else img.convert("RGB"))
 
 
-def canvas_ink(grey: Image.Image) -> Image.Image | None:
+def canvas_ink(grey: Image.Image, share: float = 0.0) -> Image.Image | None:
     """A flat canvas's ink, light on black: each pixel's difference from the canvas value, cut to the
     drawing and a margin (before shrinking, so a small drawing on a big canvas or a thin pen keeps its
     strokes). None for a photo. Knowing the canvas, the polarity needs no guess, even for thick pens.
-    Marks fainter than INK_SHARE of the strongest ink (ruled lines, a frame) do not widen the cut."""
+
+    Lines across most of the canvas (ruled paper, a frame) are removed. `share`: marks fainter than
+    this share of the strongest are left out (a JPEG's noise, the texture of a blown-out photo's paper);
+    0 on a lossless canvas, where every mark was drawn, light pens beside black ones included. A lossy
+    canvas is not cut, so its noise is averaged away when it shrinks (its drawing should not be small).
+    """
     counts = np.bincount(np.asarray(_sample(grey)).ravel(), minlength=256)
     flat = int(counts.argmax())
     if counts[flat] <= counts.sum() / 2:
         return None  # a photo: noise and light everywhere
-    ink = grey.point([abs(v - flat) for v in range(256)])
-    hi = ink.getextrema()[1]
-    box = ink.point([255 * (v >= max(MIN_CONTRAST, INK_SHARE * hi)) for v in range(256)]).getbbox()
-    if box is None:
-        return ink  # blank, or nothing clear: canvas_mask says so
-    x0, y0, x1, y1 = box
+    difference = np.asarray(grey.point([abs(v - flat) for v in range(256)]))
+    ink = difference.copy()
+    floor = max(MIN_CONTRAST, share * int(ink.max()))
+    marked = ink >= floor
+    ink[_thin_runs(marked.mean(axis=1) > SPAN), :] = 0  # ruling and a frame's top and bottom
+    ink[:, _thin_runs(marked.mean(axis=0) > SPAN)] = 0  # a frame's sides, vertical ruling
+    ink[ink < floor] = 0
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    if len(rows) == 0:
+        return Image.fromarray(ink, "L")  # blank: canvas_mask says so
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
     margin = max(8, max(x1 - x0, y1 - y0) // 8)
-    w, h = grey.size
-    cropped = ink.crop((max(0, x0 - margin), max(0, y0 - margin), min(w, x1 + margin), min(h, y1 + margin)))
-    inside = np.bincount(np.asarray(_sample(cropped)).ravel(), minlength=256)
-    if inside[0] <= inside.sum() / 2:
-        return None  # a sheet photographed on a flat table: the photo's cleanup, on the whole picture
-    return cropped
+    h, w = ink.shape
+    box = np.s_[max(0, y0 - margin) : min(h, y1 + margin), max(0, x0 - margin) : min(w, x1 + margin)]
+    if np.mean(np.asarray(_sample(Image.fromarray(np.ascontiguousarray(difference[box]), "L"))) == 0) <= 0.5:
+        return None  # a sheet photographed on a flat table: around the strokes no canvas shows, but paper
+    if share > 0:
+        return Image.fromarray(ink, "L")  # lossy: uncut, so its noise is averaged away by the shrink
+    return Image.fromarray(np.ascontiguousarray(ink[box]), "L")
+
+
+def _thin_runs(flags: np.ndarray, longest: int = 4) -> np.ndarray:
+    """`flags` only where they come in runs of at most `longest`: lines, not a broad area (a sheet of
+    paper on a flat table spans the picture's height too)."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], flags.astype(np.int8), [0]])))
+    out = np.zeros_like(flags)
+    for start, stop in zip(edges[::2], edges[1::2]):
+        if stop - start <= longest:
+            out[start:stop] = True
+    return out
 
 
 def shrink_to_work_size(grey: Image.Image, limit: int = WORK_MAX) -> np.ndarray:
@@ -392,6 +417,19 @@ def scale_to_frame(mask: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarr
     return np.asarray(img.resize(size, Image.BILINEAR)) > 0.5
 
 
+def outline_fills(mask: np.ndarray) -> np.ndarray:
+    """Areas coloured in (far wider than any pen) keep only their outline: the data set has outlines
+    only, and a child's filled sun would otherwise be a blob. Strokes up to twice the data set's line
+    width (at the scale_to_frame size) are left whole."""
+    rim = int(round(LINE_UNITS / EXTENT_UNITS * CANVAS_INK))
+    core = mask
+    for i in range(rim):
+        core = _erode(core, cross=bool(i % 2))
+        if not core.any():
+            return mask
+    return mask & ~core
+
+
 def _neighbours(m: np.ndarray, cross: bool, outside: bool) -> np.ndarray:
     p = np.pad(m, 1, constant_values=outside)
     out = m | p[:-2, 1:-1] | p[2:, 1:-1] | p[1:-1, :-2] | p[1:-1, 2:]
@@ -470,20 +508,18 @@ def _max_within(a: np.ndarray, r: int) -> np.ndarray:
     return a
 
 
-def canvas_mask(ink: np.ndarray) -> np.ndarray:
+def canvas_mask(ink: np.ndarray, share: float = 0.0) -> np.ndarray:
     """Binary ink of a clean canvas: anything clearly above the flat background (no blur, no specks).
 
     Each stroke is cut at half its own contrast (the largest within 3 px), the middle of its
     anti-aliased edges, so light pens beside dark ones and lines thinner than a pixel (shrunk to partial
-    contrast) all keep their drawn width. Marks fainter than INK_SHARE of the strongest (ruled lines, a
-    frame, paper texture where a photo's paper is blown out to white) are background.
-    """
+    contrast) all keep their drawn width. `share` as in `canvas_ink` (there, before shrinking; here
+    after it, where a JPEG's texture has been averaged into patches of even contrast)."""
     fg = np.clip(ink - float(ink.min()), 0, 255).astype(np.uint8)
-    hi = int(fg.max())
-    if hi < MIN_CONTRAST:
+    if int(fg.max()) < MIN_CONTRAST:
         raise NoDrawingError()
     local = _max_within(fg, 3)
-    mask = (fg > local // 2) & (local >= max(MIN_CONTRAST, INK_SHARE * hi))
+    mask = (fg > local // 2) & (local >= MIN_CONTRAST) & (fg > share * int(fg.max()))
     if mask.sum() < MIN_INK_PIXELS:
         raise NoDrawingError()
     return mask
@@ -491,6 +527,7 @@ def canvas_mask(ink: np.ndarray) -> np.ndarray:
 
 def preprocess_image(img: Image.Image) -> np.ndarray:
     """All image steps, in order, on a decoded image: uint8 (28, 28) light on black."""
+    lossy = img.format in LOSSY_FORMATS  # noise and texture cannot be told from faint ink there
     img = apply_exif_orientation(img)
     if img.size == (SIZE, SIZE):  # a bitmap in the data set's framing already (a client that downsampled)
         ink = fix_polarity(np.asarray(to_grey(img), np.float32))
@@ -499,13 +536,15 @@ def preprocess_image(img: Image.Image) -> np.ndarray:
             raise NoDrawingError()
         return np.round((ink - lo) * (255.0 / (hi - lo))).astype(np.uint8)  # faint ink stretched, as drawn
     grey = to_grey(img)
-    ink = canvas_ink(grey)
+    share = LOSSY_INK_SHARE if lossy else 0.0
+    ink = canvas_ink(grey, share)
     if ink is not None:
-        mask = canvas_mask(shrink_to_work_size(ink))
+        mask = canvas_mask(shrink_to_work_size(ink), share)
+        canvas = outline_fills(scale_to_frame(mask, crop_to_ink(mask)))
     else:
         ink = fix_polarity(shrink_to_work_size(grey))
         mask = canvas_mask(ink) if is_clean_canvas(ink) else ink_mask(remove_background(ink))
-    canvas = scale_to_frame(mask, crop_to_ink(mask))
+        canvas = scale_to_frame(mask, crop_to_ink(mask))
     canvas, width = normalise_thickness(canvas)
     return centre_and_downsample(canvas, width)
 
@@ -556,7 +595,7 @@ def load_strokes(obj: Any) -> list:
         raise BadStrokesError("no strokes in the drawing")
     if isinstance(obj[0], list) and obj[0] and _is_number(obj[0][0]):
         obj = [obj]  # a single stroke [[x...], [y...]] (or [[x, y], ...])
-    if all(_is_points(s) for s in obj) and any(len(s) not in (2, 3, 4) for s in obj):
+    if all(_is_points(s) for s in obj) and any(len(s) not in (2, 3) for s in obj):
         return [[[p[0] for p in s], [p[1] for p in s]] for s in obj]  # [[x, y(, t)], ...] per stroke
     for i, stroke in enumerate(obj):
         if not _is_xy_lists(stroke):
@@ -575,7 +614,7 @@ def _is_xy_lists(stroke: Any) -> bool:
 
 
 def _is_points(stroke: Any) -> bool:
-    """Many canvas libraries' stroke: a list of points [x, y] or [x, y, t]. Strokes of two to four
+    """Many canvas libraries' stroke: a list of points [x, y] or [x, y, t]. Strokes of two or three
     points read both ways, so a drawing is taken as points only when some stroke has another number
     (a drawing of nothing but such short strokes is read as the data set's format)."""
     return (
