@@ -61,14 +61,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def read_stdin() -> bytes:
     """The drawing piped in for `-`, bounded like any pipe."""
-    from quickdraw_cnn.preprocess import MAX_STREAM_BYTES, ImageTooLargeError, PreprocessError
+    from quickdraw_cnn.preprocess import PreprocessError, read_stream
 
     if sys.stdin is None:
         raise PreprocessError("stdin is closed")
-    data = sys.stdin.buffer.read(MAX_STREAM_BYTES + 1)
-    if len(data) > MAX_STREAM_BYTES:
-        raise ImageTooLargeError(f"more than {MAX_STREAM_BYTES >> 20} MB")
-    return data
+    return read_stream(sys.stdin.buffer)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -250,10 +250,10 @@ def canvas_ink(grey: Image.Image, share: float = 0.0) -> Image.Image | None:
     ink[_thin_runs(marked.mean(axis=1) > SPAN), :] = 0  # ruling and a frame's top and bottom
     ink[:, _thin_runs(marked.mean(axis=0) > SPAN)] = 0  # a frame's sides, vertical ruling
     ink[ink < floor] = 0
-    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
-    if len(rows) == 0:
+    try:
+        x0, y0, x1, y1 = crop_to_ink(ink > 0)
+    except NoDrawingError:
         return Image.fromarray(ink, "L")  # blank: canvas_mask says so
-    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
     margin = max(8, max(x1 - x0, y1 - y0) // 8)
     h, w = ink.shape
     box = np.s_[max(0, y0 - margin) : min(h, y1 + margin), max(0, x0 - margin) : min(w, x1 + margin)]
@@ -267,12 +267,17 @@ def canvas_ink(grey: Image.Image, share: float = 0.0) -> Image.Image | None:
 def _thin_runs(flags: np.ndarray, longest: int = 4) -> np.ndarray:
     """`flags` only where they come in runs of at most `longest`: lines, not a broad area (a sheet of
     paper on a flat table spans the picture's height too)."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], flags.astype(np.int8), [0]])))
     out = np.zeros_like(flags)
-    for start, stop in zip(edges[::2], edges[1::2]):
+    for start, stop in _runs(flags):
         if stop - start <= longest:
             out[start:stop] = True
     return out
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of each run of True in a 1-D array, stop exclusive."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], flags.astype(np.int8), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
 
 
 def shrink_to_work_size(grey: Image.Image, limit: int = WORK_MAX) -> np.ndarray:
@@ -385,8 +390,7 @@ def remove_border_strips(mask: np.ndarray) -> np.ndarray:
         side = np.rot90(mask, turn)  # a view: clearing it clears `mask`
         band = side[:, : max(1, side.shape[1] // 4)]  # a table's edge is near the picture's
         lead = np.cumprod(band, axis=1, dtype=np.uint8).sum(axis=1)  # ink run from the edge, per row
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], lead > 0, [0]]).astype(np.int8)))
-        for start, stop in zip(edges[::2], edges[1::2]):  # each stretch of rows with ink at the edge
+        for start, stop in _runs(lead > 0):  # each stretch of rows with ink at the edge
             depth = int(np.median(lead[start:stop]))
             if stop - start >= max(len(lead) / 50, 2 * depth) or depth <= 3:
                 cut = np.minimum(lead[start:stop], 2 * depth + 2)
@@ -516,10 +520,11 @@ def canvas_mask(ink: np.ndarray, share: float = 0.0) -> np.ndarray:
     contrast) all keep their drawn width. `share` as in `canvas_ink` (there, before shrinking; here
     after it, where a JPEG's texture has been averaged into patches of even contrast)."""
     fg = np.clip(ink - float(ink.min()), 0, 255).astype(np.uint8)
-    if int(fg.max()) < MIN_CONTRAST:
+    hi = int(fg.max())
+    if hi < MIN_CONTRAST:
         raise NoDrawingError()
     local = _max_within(fg, 3)
-    mask = (fg > local // 2) & (local >= MIN_CONTRAST) & (fg > share * int(fg.max()))
+    mask = (fg > local // 2) & (local >= MIN_CONTRAST) & (fg > share * hi)
     if mask.sum() < MIN_INK_PIXELS:
         raise NoDrawingError()
     return mask
@@ -657,6 +662,14 @@ def _looks_like_json(data: bytes) -> bool:
     return head[:1] in (b"{", b"[")
 
 
+def read_stream(fh: Any) -> bytes:
+    """A pipe's bytes, at most MAX_STREAM_BYTES (a file's size is known before reading; a pipe's is not)."""
+    data = fh.read(MAX_STREAM_BYTES + 1)
+    if len(data) > MAX_STREAM_BYTES:
+        raise ImageTooLargeError(f"more than {MAX_STREAM_BYTES >> 20} MB")
+    return data
+
+
 def _is_stream(path: Path) -> bool:
     try:
         mode = path.stat().st_mode
@@ -691,10 +704,7 @@ def to_bitmap(source: Source) -> np.ndarray:
         path = Path(source)
         if _is_stream(path):  # a pipe (`<(curl ...)`, /dev/stdin): its size is unknown until read
             with open(path, "rb") as fh:
-                data = fh.read(MAX_STREAM_BYTES + 1)
-            if len(data) > MAX_STREAM_BYTES:
-                raise ImageTooLargeError(f"more than {MAX_STREAM_BYTES >> 20} MB")
-            return to_bitmap(data)
+                return to_bitmap(read_stream(fh))
         if path.suffix.lower() in STROKE_SUFFIXES:
             try:
                 data = path.read_bytes()
