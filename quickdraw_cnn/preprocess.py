@@ -41,7 +41,9 @@ EXTENT_UNITS = 255.0  # longest side of the drawing's centre-line bounding box, 
 LINE_UNITS = 16.0  # stroke width, in units (~6% of the longest side)
 WORK_MAX = 512  # the photo cleanup runs at most at this many pixels on the longest side
 CANVAS_MAX = 1024  # a flat canvas is first reduced below twice this (its drawing may be small in it)
-LOSSY_INK_SHARE = 0.5  # of the strongest ink's contrast: fainter marks on a lossy (JPEG) canvas are noise
+LOSSY_INK_SHARE = 0.5  # of the strongest ink's contrast: fainter marks on a burnt-out photo are its paper
+JPEG_CANVAS_INK_SHARE = 0.25  # on a lossy canvas export, where the only noise is ringing beside strokes
+BURNT_OUT_PAPER = 0.12  # a lossy image off its flat value in more of its pixels than this is a photo
 SPAN = 0.8  # a line across this much of a canvas is ruling or a frame, not drawing
 LOSSY_FORMATS = {"JPEG", "MPO", "WEBP"}  # WebP may be lossless too; treated alike
 CANVAS_INK = 136  # ink extent (px) at which thickness is normalised: ~8 px strokes, 5x supersampled
@@ -227,6 +229,18 @@ def to_grey(img: Image.Image) -> Image.Image:
     if mode == "1":
         return img.convert("L")
     return _colour_to_grey(img if mode == "RGB" else img.convert("RGB"))
+
+
+def lossy_ink_share(grey: Image.Image) -> float:
+    """The `share` for `canvas_ink` of a lossy (JPEG) image. A canvas exported as JPEG differs from
+    its canvas only at its strokes (flat blocks compress exactly), so its faint marks are ringing and
+    a pink pen beside a black one (half its contrast) must stay. A photo whose paper burnt out to white
+    passes for a flat canvas too, but the rest of its paper differs everywhere, a texture of faint
+    marks: there only marks above half the strongest are ink."""
+    sample = np.asarray(_sample(grey), dtype=np.int16)
+    flat = np.bincount(sample.ravel(), minlength=256).argmax()
+    busy = float(np.mean(np.abs(sample - flat) > 2))
+    return LOSSY_INK_SHARE if busy > BURNT_OUT_PAPER else JPEG_CANVAS_INK_SHARE
 
 
 def canvas_ink(grey: Image.Image, share: float = 0.0) -> Image.Image | None:
@@ -541,7 +555,7 @@ def preprocess_image(img: Image.Image) -> np.ndarray:
             raise NoDrawingError()
         return np.round((ink - lo) * (255.0 / (hi - lo))).astype(np.uint8)  # faint ink stretched, as drawn
     grey = to_grey(img)
-    share = LOSSY_INK_SHARE if lossy else 0.0
+    share = lossy_ink_share(grey) if lossy else 0.0
     ink = canvas_ink(grey, share)
     if ink is not None:
         mask = canvas_mask(shrink_to_work_size(ink), share)
