@@ -561,16 +561,6 @@ def centre_and_downsample(mask: np.ndarray, width: float) -> np.ndarray:
     return np.asarray(img.resize((SIZE, SIZE), method, box=box), dtype=np.uint8).copy()
 
 
-def is_clean_canvas(ink: np.ndarray) -> bool:
-    """A digital export (app canvas, scan cleaned up): most pixels exactly the flat background value.
-
-    A photo of paper never has that (noise, texture, light), so only photos pay for the cleanup.
-    """
-    step = max(1, int(np.sqrt(ink.size / 20000)))
-    sample = ink[::step, ::step]
-    return float(np.mean(sample == sample.min())) > 0.5
-
-
 def _max_within(a: np.ndarray, r: int) -> np.ndarray:
     """The largest value within `r` px (a (2r+1) square), as two 1-D passes (Pillow's MaxFilter is
     several times slower)."""
@@ -617,8 +607,7 @@ def preprocess_image(img: Image.Image) -> np.ndarray:
         canvas = outline_fills(scale_to_frame(mask, crop_to_ink(mask)))
     else:
         ink = fix_polarity(shrink_to_work_size(grey))
-        mask = canvas_mask(ink) if is_clean_canvas(ink) else ink_mask(remove_background(ink))
-        mask = drop_stray_marks(mask)
+        mask = drop_stray_marks(ink_mask(remove_background(ink)))
         canvas = scale_to_frame(mask, crop_to_ink(mask))
     canvas, width = normalise_thickness(canvas)
     return centre_and_downsample(canvas, width)
