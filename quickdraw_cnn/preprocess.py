@@ -250,7 +250,9 @@ def lossy_ink_share(grey: Image.Image) -> float:
 def canvas_ink(grey: Image.Image, share: float = 0.0) -> Image.Image | None:
     """A flat canvas's ink, light on black: each pixel's difference from the canvas value, cut to the
     drawing and a margin (before shrinking, so a small drawing on a big canvas or a thin pen keeps its
-    strokes). None for a photo. Knowing the canvas, the polarity needs no guess, even for thick pens.
+    strokes). None for a photo, or a sheet photographed on a flat table (around its strokes most
+    pixels differ from the table, and not by one value, as a colour fill's do). Knowing the canvas,
+    the polarity needs no guess, even for thick pens.
 
     Lines across most of the canvas (ruled paper, a frame) are removed. `share`: marks fainter than
     this share of the strongest are left out (a JPEG's noise, the texture of a blown-out photo's paper);
@@ -275,7 +277,8 @@ def canvas_ink(grey: Image.Image, share: float = 0.0) -> Image.Image | None:
     margin = max(8, max(x1 - x0, y1 - y0) // 8)
     h, w = ink.shape
     box = np.s_[max(0, y0 - margin) : min(h, y1 + margin), max(0, x0 - margin) : min(w, x1 + margin)]
-    if np.mean(np.asarray(_sample(Image.fromarray(np.ascontiguousarray(difference[box]), "L"))) == 0) <= 0.5:
+    around = np.bincount(np.asarray(_sample(Image.fromarray(np.ascontiguousarray(difference[box]), "L"))).ravel())
+    if around[0] <= around.sum() / 2 and around[1:].max() < around.sum() / 4:
         return None  # a sheet photographed on a flat table: around the strokes no canvas shows, but paper
     if share > 0:
         return Image.fromarray(ink, "L")  # lossy: uncut, so its noise is averaged away by the shrink
@@ -491,16 +494,27 @@ def scale_to_frame(mask: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarr
 
 
 def outline_fills(mask: np.ndarray) -> np.ndarray:
-    """Areas coloured in (far wider than any pen) keep only their outline: the data set has outlines
-    only, and a child's filled sun would otherwise be a blob. Strokes up to twice the data set's line
-    width (at the scale_to_frame size) are left whole."""
+    """Areas coloured in (far wider than any pen) keep only their outline, as thick as the drawing's
+    other strokes: the data set has outlines only, and a child's filled sun would otherwise be a blob.
+    A bucket fill's outline is then its pen stroke; a fill's own edge, one line width deep, doubled a
+    pen's width around it (73% right on bucket-filled canvases against 81% unfilled, now 76%).
+    Strokes up to twice the data set's line width (at the scale_to_frame size) are left whole."""
     rim = int(round(LINE_UNITS / EXTENT_UNITS * CANVAS_INK))
     core = mask
     for i in range(rim):
         core = _erode(core, cross=bool(i % 2))
         if not core.any():
             return mask
-    return mask & ~core
+    strokes = mask & ~_grow(core, rim + 2)
+    width = stroke_width(strokes) if strokes.sum() > 4 * rim else rim
+    return mask & ~_grow(core, rim - min(rim, round(width)))
+
+
+def _grow(m: np.ndarray, steps: int) -> np.ndarray:
+    """`steps` dilations, alternating square and cross (nearly round)."""
+    for i in range(steps):
+        m = _dilate(m, cross=bool(i % 2))
+    return m
 
 
 def _neighbours(m: np.ndarray, cross: bool, outside: bool) -> np.ndarray:
@@ -541,11 +555,7 @@ def normalise_thickness(mask: np.ndarray) -> tuple[np.ndarray, float]:
         for i in range(steps):
             mask = _erode(mask, cross=bool(i % 2))
         return mask, w - 2 * steps
-    pad = steps + 1
-    mask = np.pad(mask, pad)
-    for i in range(steps):
-        mask = _dilate(mask, cross=bool(i % 2))
-    return mask, w + 2 * steps
+    return _grow(np.pad(mask, steps + 1), steps), w + 2 * steps
 
 
 def centre_and_downsample(mask: np.ndarray, width: float) -> np.ndarray:

@@ -348,6 +348,33 @@ def test_a_photo_burnt_out_on_one_side_is_not_its_grey_paper() -> None:
     assert min(scores) > 0.95 and np.mean(scores) > 0.98, scores
 
 
+def _closed(corners: int, rays: bool = False) -> list:
+    """A closed regular polygon (a circle at 32 corners) in the data set's 0..255 frame, with a sun's
+    rays around it if asked."""
+    t = np.linspace(0, 2 * np.pi, corners + 1) + np.pi / corners
+    r = 90 if rays else 127
+    strokes = [[list(128 + r * np.cos(t)), list(128 + r * np.sin(t))]]
+    for a in np.linspace(0, 2 * np.pi, 9)[:-1] if rays else []:
+        strokes.append([[128 + 100 * np.cos(a), 128 + 127 * np.cos(a)], [128 + 100 * np.sin(a), 128 + 127 * np.sin(a)]])
+    return strokes
+
+
+def test_a_shape_filled_with_the_bucket_reads_like_its_outline() -> None:
+    """A fill keeps only its outline. That outline was a line width of the fill plus the pen's stroke
+    around it, twice as thick as the drawing's other strokes; and a big fill sent the canvas to the
+    photo path (no canvas showed around the strokes), whose background removal took the drawing."""
+    scores = []
+    for i, shape in enumerate([_closed(32), _closed(32, rays=True), _closed(4), _closed(3), _closed(6)]):
+        for extent in (250, 500):
+            png = canvas_png(shape, np.random.default_rng(i), brush=8, extent=extent)
+            img = Image.open(io.BytesIO(png)).convert("RGB")
+            rows, cols = np.nonzero(np.asarray(img.convert("L")) < 128)
+            ImageDraw.floodfill(img, (int(cols.mean()), int(rows.mean())), (250, 210, 0), thresh=60)
+            assert 0.02 < np.mean(np.asarray(img)[..., 2] < 100) < 0.5  # the inside is filled, not the canvas
+            scores.append(corr(pp.to_bitmap(png), pp.to_bitmap(png_bytes(img))))
+    assert min(scores) > 0.95, scores
+
+
 def test_thick_pens_keep_their_polarity() -> None:
     """Cutting a canvas to its drawing made a 40 px pen's strokes look like the paper between them;
     a flat canvas's ink is now its difference from the canvas, with no polarity to guess."""
