@@ -115,11 +115,12 @@ def cluster_task() -> Task:
     for role, addresses in cluster.items():
         if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
             raise TrainError(f'TF_CONFIG: cluster "{role}" must be a list of "host:port" addresses')
-    kind = task.get("type")
-    try:
-        index = int(task.get("index"))  # as TensorFlow reads it: "1" is 1
-    except (TypeError, ValueError):
-        raise TrainError(f"TF_CONFIG: task index {task.get('index')!r} is not a number") from None
+    kind, raw_index = task.get("type"), task.get("index")
+    # a whole number, or its digits as a string as TensorFlow reads them ("1" is 1); not true or 1.5
+    if type(raw_index) is int or (isinstance(raw_index, str) and raw_index.strip().isdigit()):
+        index = int(raw_index)
+    else:
+        raise TrainError(f"TF_CONFIG: task index {raw_index!r} is not a whole number")
     if kind == "evaluator":
         raise TrainError("TF_CONFIG: an evaluator task is not supported; train_cnn.py validates every epoch")
     if kind not in cluster:

@@ -489,7 +489,10 @@ def test_data_run_refused_by_the_lock_leaves_the_split_alone(split_dir: Path, tm
         ('{"cluster": {"worker": "localhost:1"}, "task": {"type": "worker", "index": 0}}', "must be a list"),
         ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 3}}', "index 3 is outside"),
         ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "chief", "index": 0}}', "not one of the"),
-        ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": "x"}}', "not a number"),
+        ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": "x"}}', "not a whole number"),
+        ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": true}}', "True is not a whole"),
+        ('{"cluster": {"worker": ["localhost:1", "b:2"]}, "task": {"type": "worker", "index": 1.5}}', "not a whole"),
+        ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker"}}', "None is not a whole"),
         ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "evaluator", "index": 0}}', "not supported"),
     ],
 )
