@@ -12,13 +12,17 @@
    rendered three ways (direct 28x28 as the data set; canvas PNG; photo JPEG), and that photo taken
    harder three ways (the sheet on a table filling 65% of the width; dim light; a sharp shadow across
    it), and three harder canvas exports (a 1 px pen; each stroke in one of seven felt-tip colours,
-   yellow and pink among them; 150 px with a 4 px pen on a 3000x3000 canvas), predicted through the
-   project's path. Default model: the Labs 21 files; --model-dir runs the project's own model instead.
+   yellow and pink among them; 150 px with a 4 px pen on a 3000x3000 canvas), and four added at stop 15
+   (a name scribbled in the corner farthest from the drawing, on a canvas and on the photo; the felt
+   tips saved as a JPEG of quality 70; the largest enclosed area filled with the paint bucket), predicted
+   through the project's path. Default model: the Labs 21 files; --model-dir runs the project's own
+   model instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import statistics
@@ -29,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -39,7 +44,15 @@ from quickdraw_cnn.predict import Predictor  # noqa: E402
 from quickdraw_cnn.preprocess import to_bitmap  # noqa: E402
 from quickdraw_cnn.render import render_strokes  # noqa: E402
 from quickdraw_cnn.synthetic import generate_strokes  # noqa: E402
-from quickdraw_cnn.upload_sim import PENS, canvas_png, on_table, photo_jpeg, relit  # noqa: E402
+from quickdraw_cnn.upload_sim import (  # noqa: E402
+    PENS,
+    bucket_filled,
+    canvas_png,
+    on_table,
+    photo_jpeg,
+    relit,
+    signed,
+)
 
 SHARED = ROOT.parent / "shared" / "data"
 LABS21 = SHARED / "labs21-model"
@@ -119,6 +132,12 @@ def bench_cold_start(model_dir: Path, runs: int) -> None:
         print(f"{backend:4}  median {statistics.median(times):6.2f} s  min {min(times):6.2f} s  (runs={runs})")
 
 
+def _as_jpeg(png: bytes, quality: int) -> bytes:
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(png)).convert("RGB").save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
 def bench_accuracy(model_dir: Path, per_class: int, photo_size: tuple[int, int]) -> None:
     print(f"\n== 3. upload accuracy (model: {model_dir}, {per_class} real drawings per class) ==")
     p = Predictor.load(model_dir, backend="tf")
@@ -134,7 +153,14 @@ def bench_accuracy(model_dir: Path, per_class: int, photo_size: tuple[int, int])
         "colours": lambda d: canvas_png(d, rng, pens=PENS),
         "small": lambda d: canvas_png(d, rng, (3000, 3000), brush=4, extent=150),
     }
-    views: dict[str, list[np.ndarray]] = {k: [] for k in ("direct", "canvas", "photo", *hard, *canvases)}
+    rng2 = np.random.default_rng(1)  # the views added at stop 15: the earlier views keep their drawings
+    coloured_in = {  # a name in a corner (canvas and photo), felt tips saved as JPEG, the paint bucket
+        "signed": lambda d, photo: signed(canvas_png(d, rng2)),
+        "signed_photo": lambda d, photo: signed(photo),
+        "felt_jpeg": lambda d, photo: _as_jpeg(canvas_png(d, rng2, pens=PENS), 70),
+        "filled": lambda d, photo: bucket_filled(canvas_png(d, rng2)),
+    }
+    views: dict[str, list[np.ndarray]] = {k: [] for k in ("direct", "canvas", "photo", *hard, *canvases, *coloured_in)}
     labels, failures = [], {k: 0 for k in views if k != "direct"}
     t0 = time.perf_counter()
     for c in classes:
@@ -145,6 +171,7 @@ def bench_accuracy(model_dir: Path, per_class: int, photo_size: tuple[int, int])
             uploads = {"canvas": canvas_png(d, rng), "photo": photo_jpeg(d, rng, photo_size)}
             uploads |= {k: make(uploads["photo"]) for k, make in hard.items()}
             uploads |= {k: make(d) for k, make in canvases.items()}
+            uploads |= {k: make(d, uploads["photo"]) for k, make in coloured_in.items()}
             for view, upload in uploads.items():
                 try:
                     got[view] = to_bitmap(upload)
@@ -163,7 +190,7 @@ def bench_accuracy(model_dir: Path, per_class: int, photo_size: tuple[int, int])
         top1 = float((probs.argmax(1) == y).mean())
         top5 = float((np.argsort(-probs, 1)[:, :5] == y[:, None]).any(1).mean())
         acc[k] = (top1, top5)
-        print(f"{k:8} top-1 {top1:6.2%}  top-5 {top5:6.2%}")
+        print(f"{k:12} top-1 {top1:6.2%}  top-5 {top5:6.2%}")
     for k in views:
         if k == "direct":
             continue

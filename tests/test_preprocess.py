@@ -22,7 +22,17 @@ from PIL import Image, ImageDraw
 from quickdraw_cnn import preprocess as pp
 from quickdraw_cnn.render import prepare_strokes, render_strokes
 from quickdraw_cnn.synthetic import SYNTHETIC_CATEGORIES, generate_strokes
-from quickdraw_cnn.upload_sim import LIGHTING, PENS, canvas_png, cropped_to_drawing, on_table, photo_jpeg, relit
+from quickdraw_cnn.upload_sim import (
+    LIGHTING,
+    PENS,
+    bucket_filled,
+    canvas_png,
+    cropped_to_drawing,
+    on_table,
+    photo_jpeg,
+    relit,
+    signed,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "quickdraw-real" / "simplified"
@@ -259,18 +269,6 @@ def test_pastel_pens_beside_black_and_a_stray_dark_pixel_keep_the_drawing() -> N
     assert min(stray) > 0.6 and np.mean(stray) > 0.85, stray
 
 
-def _signed(upload: bytes, pen: tuple[int, int, int]) -> bytes:
-    """`upload` with a name scribbled in the corner farthest from its drawing."""
-    img = Image.open(io.BytesIO(upload)).convert("RGB")
-    grey = np.asarray(img.convert("L"), np.int16)
-    rows, cols = np.nonzero(grey < np.median(grey) - 40)
-    w, h = img.size
-    x0 = 20 if cols.mean() > w / 2 else w - 140
-    y0 = 30 if rows.mean() > h / 2 else h - 40
-    ImageDraw.Draw(img).line([(x0 + t, y0 + 8 * np.sin(t / 5)) for t in range(0, 120, 3)], fill=pen, width=3)
-    return png_bytes(img, "JPEG", quality=90) if upload[:2] == b"\xff\xd8" else png_bytes(img)
-
-
 @pytest.mark.parametrize("upload,pen", [("canvas", (20, 20, 20)), ("canvas", (210, 210, 210)), ("photo", (50, 50, 50))])
 def test_a_name_in_the_corner_is_not_part_of_the_drawing(upload: str, pen) -> None:
     """All ink is fitted to the data set's frame, so a child's name or a pale watermark in a corner
@@ -282,7 +280,7 @@ def test_a_name_in_the_corner_is_not_part_of_the_drawing(upload: str, pen) -> No
             plain = canvas_png(d, rng, (1600, 900), brush=8, extent=400)
         else:
             plain = photo_jpeg(d, rng, (2000, 1200))
-        scores.append(corr(pp.to_bitmap(plain), pp.to_bitmap(_signed(plain, pen))))
+        scores.append(corr(pp.to_bitmap(plain), pp.to_bitmap(signed(plain, pen))))
     assert min(scores) > 0.9 and np.mean(scores) > 0.95, scores
 
 
@@ -367,11 +365,10 @@ def test_a_shape_filled_with_the_bucket_reads_like_its_outline() -> None:
     for i, shape in enumerate([_closed(32), _closed(32, rays=True), _closed(4), _closed(3), _closed(6)]):
         for extent in (250, 500):
             png = canvas_png(shape, np.random.default_rng(i), brush=8, extent=extent)
-            img = Image.open(io.BytesIO(png)).convert("RGB")
-            rows, cols = np.nonzero(np.asarray(img.convert("L")) < 128)
-            ImageDraw.floodfill(img, (int(cols.mean()), int(rows.mean())), (250, 210, 0), thresh=60)
-            assert 0.02 < np.mean(np.asarray(img)[..., 2] < 100) < 0.5  # the inside is filled, not the canvas
-            scores.append(corr(pp.to_bitmap(png), pp.to_bitmap(png_bytes(img))))
+            filled = bucket_filled(png)
+            yellow = np.asarray(Image.open(io.BytesIO(filled)).convert("RGB"))[..., 2] < 100
+            assert 0.02 < np.mean(yellow) < 0.5  # the inside is filled, not the canvas
+            scores.append(corr(pp.to_bitmap(png), pp.to_bitmap(filled)))
     assert min(scores) > 0.95, scores
 
 
