@@ -167,14 +167,29 @@ def signed(upload: bytes, pen: tuple[int, int, int] = (20, 20, 20)) -> bytes:
 
 def bucket_filled(png: bytes, colour: tuple[int, int, int] = (250, 210, 0)) -> bytes:
     """A canvas PNG with its largest area enclosed by strokes filled with the paint bucket, as a child
-    colours a drawing in; unchanged where the strokes enclose nothing."""
+    colours a drawing in; unchanged where the strokes enclose nothing. The area is found at a quarter
+    of the size (Pillow's flood fill is Python, slow on a million pixels), then grown up to the
+    strokes at full size."""
     img = Image.open(io.BytesIO(png)).convert("RGB")
-    probe = img.copy()
-    ImageDraw.floodfill(probe, (0, 0), (0, 255, 0), thresh=60)  # all the canvas reachable from outside
-    enclosed = np.all(np.asarray(probe) == 255, axis=2)
+    small = img.reduce(4)
+    white = np.all(np.asarray(small) >= 200, axis=2)
+    outside = small.copy()
+    ImageDraw.floodfill(outside, (0, 0), (0, 255, 0), thresh=60)  # the canvas reachable from its edge
+    enclosed = white & ~np.all(np.asarray(outside) == (0, 255, 0), axis=2)
     if enclosed.sum() < 0.002 * enclosed.size:
         return png
     rows, cols = np.nonzero(enclosed)
-    inside = np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2)  # the enclosed pixel nearest their centre
-    ImageDraw.floodfill(img, (int(cols[inside]), int(rows[inside])), colour, thresh=60)
-    return _same_format(img, png)
+    seed = np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2)  # the one nearest their centre
+    area = small.copy()
+    ImageDraw.floodfill(area, (int(cols[seed]), int(rows[seed])), (0, 255, 0), thresh=60)
+    inside = np.all(np.asarray(area) == (0, 255, 0), axis=2)
+    inside = np.repeat(np.repeat(inside, 4, axis=0), 4, axis=1)[: img.height, : img.width]
+    full = np.asarray(img).copy()
+    h, w = inside.shape
+    light = np.all(full[:h, :w] >= 200, axis=2)
+    fill = inside & light
+    for _ in range(6):  # the blocks cut by the strokes' edges
+        grown = np.pad(fill, 1)
+        fill = light & (fill | grown[:-2, 1:-1] | grown[2:, 1:-1] | grown[1:-1, :-2] | grown[1:-1, 2:])
+    full[:h, :w][fill] = colour
+    return _same_format(Image.fromarray(full), png)
