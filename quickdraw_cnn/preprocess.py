@@ -6,8 +6,8 @@ An app-canvas PNG or a phone photo of paper differs in every one of these, so ea
 one named step below, in this order:
 
     open_image -> apply_exif_orientation -> to_grey ->
-    [a flat canvas: canvas_ink -> shrink_to_work_size -> canvas_mask -> remove_border_strips
-                    -> drop_stray_marks -> crop_to_ink -> scale_to_frame -> outline_fills |
+    [a flat canvas: canvas_ink -> shrink_to_work_size -> canvas_mask -> drop_stray_marks -> crop_to_ink
+                    -> scale_to_frame -> outline_fills |
      a photo: shrink_to_work_size -> fix_polarity -> remove_background ->
               ink_mask (threshold, remove_border_strips, remove_specks) -> drop_stray_marks -> crop_to_ink
               -> scale_to_frame] ->
@@ -250,9 +250,8 @@ def lossy_ink_share(grey: Image.Image) -> float:
 def canvas_ink(grey: Image.Image, share: float = 0.0) -> Image.Image | None:
     """A flat canvas's ink, light on black: each pixel's difference from the canvas value, cut to the
     drawing and a margin (before shrinking, so a small drawing on a big canvas or a thin pen keeps its
-    strokes). None for a photo, or a sheet photographed on a flat table (around its strokes most
-    pixels differ from the table, and not by one value, as a colour fill's do). Knowing the canvas,
-    the polarity needs no guess, even for thick pens.
+    strokes). None for a photo, or a sheet photographed on a flat table (`_sheet_on_a_table`).
+    Knowing the canvas, the polarity needs no guess, even for thick pens.
 
     Lines across most of the canvas (ruled paper, a frame) are removed. `share`: marks fainter than
     this share of the strongest are left out (a JPEG's noise, the texture of a blown-out photo's paper);
@@ -277,12 +276,27 @@ def canvas_ink(grey: Image.Image, share: float = 0.0) -> Image.Image | None:
     margin = max(8, max(x1 - x0, y1 - y0) // 8)
     h, w = ink.shape
     box = np.s_[max(0, y0 - margin) : min(h, y1 + margin), max(0, x0 - margin) : min(w, x1 + margin)]
-    around = np.bincount(np.asarray(_sample(Image.fromarray(np.ascontiguousarray(difference[box]), "L"))).ravel())
-    if around[0] <= around.sum() / 2 and around[1:].max() < around.sum() / 4:
-        return None  # a sheet photographed on a flat table: around the strokes no canvas shows, but paper
+    if _sheet_on_a_table(np.asarray(_sample(Image.fromarray(np.ascontiguousarray(difference[box]), "L")))):
+        return None
     if share > 0:
         return Image.fromarray(ink, "L")  # lossy: uncut, so its noise is averaged away by the shrink
     return Image.fromarray(np.ascontiguousarray(ink[box]), "L")
+
+
+def _sheet_on_a_table(around: np.ndarray) -> bool:
+    """Whether the drawing's surroundings (each pixel's difference from the flat value) are a sheet of
+    paper on a flat table, not a canvas: most pixels differ from the table. A colour filled in with
+    the paint bucket covers most of a drawing too, but in one value, and inside its strokes: paper
+    meets the table along its edges (its own texture, or burnt out to one value)."""
+    counts = np.bincount(around.ravel(), minlength=256)
+    if counts[0] > around.size / 2:
+        return False  # the canvas shows around the strokes
+    fill = around == counts[1:].argmax() + 1
+    if counts[1:].max() < around.size / 4:
+        return True  # paper's texture
+    edge = fill & ~_erode(fill, cross=True)  # the fill's own boundary
+    table = _dilate(_dilate(around < MIN_CONTRAST, cross=True), cross=True)  # a few px, for blur and JPEG
+    return bool(np.mean(table[edge]) > 0.2)  # its edge meets the table, not strokes
 
 
 def _thin_runs(flags: np.ndarray, longest: int = 4) -> np.ndarray:
@@ -400,8 +414,7 @@ def ink_mask(fg: np.ndarray) -> np.ndarray:
 
 
 def remove_border_strips(mask: np.ndarray) -> np.ndarray:
-    """Drop what is left of the edge of the table a sheet of paper was photographed on, or the shadow of
-    a scanner's lid along a scan's edge: "ink" lining
+    """Drop what is left of the edge of the table a sheet of paper was photographed on: "ink" lining
     one side of the picture from the picture's edge, along at least a fiftieth of that side and twice
     as long as it is deep (a stroke may cross an edge, but does not line it), or at most 3 px
     deep (the last slivers). Such a strip's ink joined to the edge is removed, up to twice the strip's
@@ -424,9 +437,10 @@ def drop_stray_marks(mask: np.ndarray) -> np.ndarray:
     """Leave out a signature, a watermark or a stray dot beside the drawing. The data set's framing
     fits all the ink to its frame, so a name in a corner shrank the drawing to a scribble (24% right,
     against 82% without it, in a review's scenario). Stray ink lies apart (STRAY_GAP of the ink's
-    extent from any other mark), weighs little (under STRAY_MASS of the ink, all strays together too)
-    and lies outside the drawing's box grown by STRAY_MARGIN of its size: dots within or just beside
-    a drawing (eyes, spots, raindrops) stay."""
+    extent from any other mark), weighs little (under STRAY_MASS of the ink, all strays together too,
+    and at most two of them) and lies farther from the drawing's box than STRAY_MARGIN of its size
+    (twice that straight above, below or beside it): dots within or near a drawing (eyes, even above
+    a mouth alone, spots, raindrops) stay."""
     x0, y0, x1, y1 = crop_to_ink(mask)
     cell = max(2, round(STRAY_GAP * max(x1 - x0, y1 - y0)))
     grid_h, grid_w = -(-(y1 - y0) // cell), -(-(x1 - x0) // cell)
@@ -437,20 +451,19 @@ def drop_stray_marks(mask: np.ndarray) -> np.ndarray:
     mass = np.bincount(group.ravel(), weights=ink.ravel())
     mass[0] = 0.0  # empty cells
     heavy = mass >= STRAY_MASS * mass.sum()
-    if heavy.all() or not heavy.any():
-        return mask  # one piece, or many small ones (a starry sky): all of it is the drawing
+    if not heavy.any():
+        return mask  # many small pieces (a starry sky): all of it is the drawing
     rows, cols = np.nonzero(heavy[group])
-    grow = STRAY_MARGIN * max(rows.max() - rows.min() + 1, cols.max() - cols.min() + 1)
-    near = np.zeros_like(heavy[group])
-    near[
-        max(0, int(rows.min() - grow)) : int(rows.max() + 1 + grow),
-        max(0, int(cols.min() - grow)) : int(cols.max() + 1 + grow),
-    ] = True
+    top, bottom, left, right = rows.min(), rows.max(), cols.min(), cols.max()
+    far = STRAY_MARGIN * max(bottom - top + 1, right - left + 1)
     stray = np.zeros_like(heavy)
-    for g in np.flatnonzero(~heavy[1:]) + 1:  # a light group is stray unless wholly near the drawing
-        stray[g] = not near[group == g].all()
-    if not stray.any() or mass[stray].sum() >= STRAY_MASS * mass.sum():
-        return mask  # nothing apart, or much ink apart: all of it is the drawing
+    for g in np.flatnonzero(~heavy & (mass > 0)):
+        r, c = np.nonzero(group == g)
+        dy = max(top - r.max(), r.min() - bottom, 0)  # cells between it and the drawing's box, if any
+        dx = max(left - c.max(), c.min() - right, 0)
+        stray[g] = max(dx, dy) > (far if min(dx, dy) > 0 else 2 * far)  # in line (eyes above a mouth): twice
+    if not stray.any() or stray.sum() > 2 or mass[stray].sum() >= STRAY_MASS * mass.sum():
+        return mask  # nothing apart, or many marks or much ink apart (stars, rain): all of it is drawn
     keep = np.repeat(np.repeat(~stray[group], cell, axis=0), cell, axis=1)[: y1 - y0, : x1 - x0]
     out = np.zeros_like(mask)
     out[y0:y1, x0:x1] = mask[y0:y1, x0:x1] & keep
@@ -613,7 +626,7 @@ def preprocess_image(img: Image.Image) -> np.ndarray:
     share = lossy_ink_share(grey) if lossy else 0.0
     ink = canvas_ink(grey, share)
     if ink is not None:
-        mask = drop_stray_marks(remove_border_strips(canvas_mask(shrink_to_work_size(ink), share)))
+        mask = drop_stray_marks(canvas_mask(shrink_to_work_size(ink), share))
         canvas = outline_fills(scale_to_frame(mask, crop_to_ink(mask)))
     else:
         ink = fix_polarity(shrink_to_work_size(grey))
