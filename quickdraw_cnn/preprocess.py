@@ -52,7 +52,7 @@ MAX_STREAM_BYTES = 200 << 20  # read from a pipe at most (a file's size is known
 MAX_PIXELS = 40_000_000  # decoded pixels allowed (after JPEG draft reduction): bounds memory and time
 STRAY_GAP = 0.1  # of the ink's extent: marks farther than this from all others lie apart
 STRAY_MASS = 0.15  # of the ink's pixels: ...and weigh less than this (drop_stray_marks)
-STRAY_MARGIN = 0.3  # of the drawing's extent: ...and lie outside its box grown by this
+STRAY_MARGIN = 0.3  # of the drawing's extent: ...and lie this far from its box (twice, in line with it)
 MIN_CONTRAST = 24.0  # grey levels of ink above paper needed to call it a drawing
 MIN_INK_FRACTION = 2e-4  # of the work image's pixels (and at least MIN_INK_PIXELS)
 MIN_INK_PIXELS = 12
@@ -235,33 +235,29 @@ def to_grey(img: Image.Image) -> Image.Image:
     return _colour_to_grey(img if mode == "RGB" else img.convert("RGB"))
 
 
-def lossy_ink_share(grey: Image.Image) -> float:
-    """The `share` for `canvas_ink` of a lossy (JPEG) image. A canvas exported as JPEG differs from
-    its canvas only at its strokes (flat blocks compress exactly), so its faint marks are ringing and
-    a pink pen beside a black one (half its contrast) must stay. A photo whose paper burnt out to white
-    passes for a flat canvas too, but the rest of its paper differs everywhere, a texture of faint
-    marks: there only marks above half the strongest are ink."""
-    sample = np.asarray(_sample(grey), dtype=np.int16)
-    flat = np.bincount(sample.ravel(), minlength=256).argmax()
-    busy = float(np.mean(np.abs(sample - flat) > 2))
-    return LOSSY_INK_SHARE if busy > BURNT_OUT_PAPER else JPEG_CANVAS_INK_SHARE
-
-
-def canvas_ink(grey: Image.Image, share: float = 0.0) -> Image.Image | None:
+def canvas_ink(grey: Image.Image, lossy: bool = False) -> tuple[Image.Image, float] | None:
     """A flat canvas's ink, light on black: each pixel's difference from the canvas value, cut to the
     drawing and a margin (before shrinking, so a small drawing on a big canvas or a thin pen keeps its
-    strokes). None for a photo, or a sheet photographed on a flat table (`_sheet_on_a_table`).
-    Knowing the canvas, the polarity needs no guess, even for thick pens.
+    strokes), and the `share` for `canvas_mask`. None for a photo, or a sheet photographed on a flat
+    table (`_sheet_on_a_table`). Knowing the canvas, the polarity needs no guess, even for thick pens.
 
-    Lines across most of the canvas (ruled paper, a frame) are removed. `share`: marks fainter than
-    this share of the strongest are left out (a JPEG's noise, the texture of a blown-out photo's paper);
-    0 on a lossless canvas, where every mark was drawn, light pens beside black ones included. A lossy
+    Lines across most of the canvas (ruled paper, a frame) are removed. Marks fainter than `share` of
+    the strongest are left out: 0 on a lossless canvas, where every mark was drawn, light pens beside
+    black ones included. A canvas exported as JPEG (`lossy`) differs from its canvas only at its strokes
+    (flat blocks compress exactly), so its faint marks are ringing, and a pink pen beside a black one
+    (half its contrast) must stay: a quarter. A photo whose paper burnt out to white passes for a flat
+    canvas too, but the rest of its paper differs everywhere, a texture of faint marks: half. A lossy
     canvas is not cut, so its noise is averaged away when it shrinks (its drawing should not be small).
     """
-    counts = np.bincount(np.asarray(_sample(grey)).ravel(), minlength=256)
+    sample = np.asarray(_sample(grey))
+    counts = np.bincount(sample.ravel(), minlength=256)
     flat = int(counts.argmax())
     if counts[flat] <= counts.sum() / 2:
         return None  # a photo: noise and light everywhere
+    share = 0.0
+    if lossy:
+        busy = float(np.mean(np.abs(sample.astype(np.int16) - flat) > 2))
+        share = LOSSY_INK_SHARE if busy > BURNT_OUT_PAPER else JPEG_CANVAS_INK_SHARE
     difference = np.asarray(grey.point([abs(v - flat) for v in range(256)]))
     ink = difference.copy()
     floor = max(MIN_CONTRAST, share * int(ink.max()))
@@ -272,15 +268,15 @@ def canvas_ink(grey: Image.Image, share: float = 0.0) -> Image.Image | None:
     try:
         x0, y0, x1, y1 = crop_to_ink(ink > 0)
     except NoDrawingError:
-        return Image.fromarray(ink, "L")  # blank: canvas_mask says so
+        return Image.fromarray(ink, "L"), share  # blank: canvas_mask says so
     margin = max(8, max(x1 - x0, y1 - y0) // 8)
     h, w = ink.shape
     box = np.s_[max(0, y0 - margin) : min(h, y1 + margin), max(0, x0 - margin) : min(w, x1 + margin)]
     if _sheet_on_a_table(np.asarray(_sample(Image.fromarray(np.ascontiguousarray(difference[box]), "L")))):
         return None
-    if share > 0:
-        return Image.fromarray(ink, "L")  # lossy: uncut, so its noise is averaged away by the shrink
-    return Image.fromarray(np.ascontiguousarray(ink[box]), "L")
+    if lossy:
+        return Image.fromarray(ink, "L"), share  # uncut, so its noise is averaged away by the shrink
+    return Image.fromarray(np.ascontiguousarray(ink[box]), "L"), share
 
 
 def _sheet_on_a_table(around: np.ndarray) -> bool:
@@ -291,9 +287,9 @@ def _sheet_on_a_table(around: np.ndarray) -> bool:
     counts = np.bincount(around.ravel(), minlength=256)
     if counts[0] > around.size / 2:
         return False  # the canvas shows around the strokes
-    fill = around == counts[1:].argmax() + 1
     if counts[1:].max() < around.size / 4:
         return True  # paper's texture
+    fill = around == counts[1:].argmax() + 1
     edge = fill & ~_erode(fill, cross=True)  # the fill's own boundary
     table = _dilate(_dilate(around < MIN_CONTRAST, cross=True), cross=True)  # a few px, for blur and JPEG
     return bool(np.mean(table[edge]) > 0.2)  # its edge meets the table, not strokes
@@ -510,7 +506,7 @@ def outline_fills(mask: np.ndarray) -> np.ndarray:
     """Areas coloured in (far wider than any pen) keep only their outline, as thick as the drawing's
     other strokes: the data set has outlines only, and a child's filled sun would otherwise be a blob.
     A bucket fill's outline is then its pen stroke; a fill's own edge, one line width deep, doubled a
-    pen's width around it (73% right on bucket-filled canvases against 81% unfilled, now 76%).
+    pen's width around it (73% right on bucket-filled canvases against 81% unfilled, now 77%).
     Strokes up to twice the data set's line width (at the scale_to_frame size) are left whole."""
     rim = int(round(LINE_UNITS / EXTENT_UNITS * CANVAS_INK))
     core = mask
@@ -623,9 +619,9 @@ def preprocess_image(img: Image.Image) -> np.ndarray:
             raise NoDrawingError()
         return np.round((ink - lo) * (255.0 / (hi - lo))).astype(np.uint8)  # faint ink stretched, as drawn
     grey = to_grey(img)
-    share = lossy_ink_share(grey) if lossy else 0.0
-    ink = canvas_ink(grey, share)
-    if ink is not None:
+    flat = canvas_ink(grey, lossy)
+    if flat is not None:
+        ink, share = flat
         mask = drop_stray_marks(canvas_mask(shrink_to_work_size(ink), share))
         canvas = outline_fills(scale_to_frame(mask, crop_to_ink(mask)))
     else:

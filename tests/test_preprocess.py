@@ -94,7 +94,7 @@ def test_only_photos_pay_for_the_cleanup() -> None:
     rng = np.random.default_rng(2)
     d = drawings()[0]
 
-    def ink_of(data: bytes) -> Image.Image | None:
+    def ink_of(data: bytes) -> tuple[Image.Image, float] | None:
         return pp.canvas_ink(pp.to_grey(Image.open(io.BytesIO(data))))
 
     assert ink_of(canvas_png(d, rng)) is not None and ink_of(photo_jpeg(d, rng)) is None
