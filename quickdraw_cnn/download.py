@@ -834,18 +834,19 @@ def download(
             return result
 
         pool = ThreadPoolExecutor(max_workers=max(1, workers))
-        futures = []
+        interrupted = False
         try:
             futures = [pool.submit(work, j) for j in pending]
             for fut in futures:
                 report.results.append(fut.result())
         except KeyboardInterrupt:
+            interrupted = True
             ctx.interrupt()
-            for fut in futures:
-                fut.cancel()
             raise
         finally:
-            pool.shutdown(wait=True)
+            # Interrupted, return at once: a worker still awaiting a silent server's first answer has no
+            # socket to shut yet, and ends by itself at --timeout (seeing `stop`).
+            pool.shutdown(wait=not interrupted, cancel_futures=interrupted)
             ctx.overall.close()
     order = {n: i for i, n in enumerate(names)}
     report.results.sort(key=lambda r: order.get(r.name, 0))
@@ -1040,6 +1041,10 @@ def main(
         return EXIT_CANNOT_START
     except KeyboardInterrupt:
         print("interrupted: finished files are kept, .part files resume on the next run", file=sys.stderr)
+        if any(not t.daemon and t is not threading.main_thread() for t in threading.enumerate()):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_INTERRUPTED)  # Python's exit would wait for a worker stuck until --timeout
         return EXIT_INTERRUPTED
     print(report.summary())
     return EXIT_FAILED if report.failed else 0

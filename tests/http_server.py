@@ -11,6 +11,7 @@ counts every body byte it sends, and can misbehave on purpose, per file, for a g
     404            answer 404 Not Found
     corrupt_header send the file with its `.npy` header garbled
     slow           wait `delay` seconds before sending the body
+    mute           wait `delay` seconds before answering at all (recorded at once, with status 0)
     ignore_range   answer 200 with the whole file even when a Range was asked
 
 Files are looked up by URL-decoded name: `/alarm%20clock.npy` serves `<root>/alarm clock.npy`.
@@ -38,6 +39,7 @@ FAULTS = {
     "404",
     "corrupt_header",
     "slow",
+    "mute",
     "ignore_range",
 }
 
@@ -66,7 +68,7 @@ class Fault:
     times: int = 1
     after: int = 0  # drop: body bytes sent before closing
     delta: int = 1000  # wrong_length / short_length
-    delay: float = 0.0  # slow
+    delay: float = 0.0  # slow, mute
 
 
 @dataclass
@@ -208,6 +210,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         fault = None if head else self._take_fault(name)
         kind = fault.kind if fault else None
+        if kind == "mute":
+            self._record(name, 0)
+            time.sleep(float(fault.delay))
         if kind == "error500":
             self._simple(name, 500, b"Internal Server Error")
             return

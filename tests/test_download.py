@@ -300,12 +300,15 @@ def _cli(*args: str, script: str = "download_subset.py") -> subprocess.Completed
     )
 
 
-def test_ctrl_c_during_a_stalled_read_exits_without_waiting_for_the_timeout(
-    npy_server: NpyServer, tmp_path: Path
+@pytest.mark.parametrize("fault", ["slow", "mute"])
+def test_ctrl_c_while_the_server_stalls_exits_without_waiting_for_the_timeout(
+    npy_server: NpyServer, tmp_path: Path, fault: str
 ) -> None:
-    """The first Ctrl-C used to wait for the stalled read's --timeout (up to an hour) before acting."""
+    """The first Ctrl-C used to wait for a stalled read's --timeout (up to an hour) before acting.
+    `mute`: a worker awaiting the server's first answer has no response whose socket Ctrl-C could shut,
+    and the executor's shutdown, then Python's exit, waited for it."""
     npy_server.add_file("cat", 300)
-    npy_server.add_fault("cat", "slow", delay=60)
+    npy_server.add_fault("cat", fault, delay=60)
     out = tmp_path / "data"
     args = ["--categories", "cat", "--out", str(out), "--base-url", npy_server.base_url, "--timeout", "60"]
     proc = subprocess.Popen(
@@ -313,13 +316,13 @@ def test_ctrl_c_during_a_stalled_read_exits_without_waiting_for_the_timeout(
     )
     deadline = time.monotonic() + 30
     while not any(r.method == "GET" for r in npy_server.records("cat")) and time.monotonic() < deadline:
-        time.sleep(0.05)  # until the body is awaited
+        time.sleep(0.05)  # until the answer or the body is awaited
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     sent = time.monotonic()
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=90)
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
-    assert time.monotonic() - sent < 20  # not the 60 s the read would have waited
+    assert time.monotonic() - sent < 20  # not the 60 s the request would have waited
 
 
 def test_cli_downloads_in_parallel_and_names_every_failed_class(npy_server: NpyServer, tmp_path: Path) -> None:
