@@ -5,7 +5,7 @@ so its longest side spans 255 of 304 units, centred, strokes 16 units wide, anti
 An app-canvas PNG or a phone photo of paper differs in every one of these, so each difference is undone by
 one named step below, in this order:
 
-    open_image -> apply_exif_orientation -> to_grey ->
+    open_image -> apply_exif_orientation -> to_grey (a colour canvas: paint-bucket fills cleared) ->
     [a flat canvas: canvas_ink -> shrink_to_work_size -> canvas_mask -> drop_stray_marks -> crop_to_ink
                     -> scale_to_frame -> outline_fills |
      a photo: shrink_to_work_size -> fix_polarity -> remove_background ->
@@ -46,6 +46,8 @@ LOSSY_INK_SHARE = 0.5  # of the strongest ink's contrast: fainter marks on a bur
 JPEG_CANVAS_INK_SHARE = 0.25  # on a lossy canvas export, where the only noise is ringing beside strokes
 BURNT_OUT_PAPER = 0.12  # a lossy image off its flat value in more of its pixels than this is a photo
 SPAN = 0.8  # a line across this much of a canvas is ruling or a frame, not drawing
+FILL_SHARE = 0.005  # of a canvas's pixels in one colour besides the canvas's: perhaps an area coloured in
+FILL_TOLERANCE = 32  # channel difference within which a pixel is of a fill's colour (JPEG noise, blends)
 LOSSY_FORMATS = {"JPEG", "MPO", "WEBP"}  # WebP may be lossless too; treated alike
 CANVAS_INK = 136  # ink extent (px) at which thickness is normalised: ~8 px strokes, 5x supersampled
 MAX_STREAM_BYTES = 200 << 20  # read from a pipe at most (a file's size is known before reading)
@@ -190,13 +192,81 @@ def _colour_to_grey(rgb: Image.Image) -> Image.Image:
     codes, counts = np.unique((sample[..., 0] << 16) | (sample[..., 1] << 8) | sample[..., 2], return_counts=True)
     if counts.max() <= counts.sum() / 2:
         return rgb.convert("L")  # a photo: noise and light everywhere
-    code = int(codes[counts.argmax()])
-    flat = (code >> 16, (code >> 8) & 255, code & 255)
+    order = np.argsort(-counts)
+    flat = _rgb(codes[order[0]])
     factor = max(rgb.size) // CANVAS_MAX
     if factor >= 2:  # a box average of stroke and canvas differs from the canvas by the stroke's coverage
         rgb = rgb.reduce(factor)
-    r, g, b = rgb.point([abs(v - c) for c in flat for v in range(256)]).split()  # |pixel - canvas| per channel
-    return ImageOps.invert(ImageChops.lighter(ImageChops.lighter(r, g), b))
+    diff = _difference(rgb, flat)
+    common = [_rgb(codes[i]) for i in order[1:5] if counts[i] >= FILL_SHARE * counts.sum()]  # pens or fills
+    colours = [c for c in common if max(abs(a - b) for a, b in zip(c, flat)) > FILL_TOLERANCE]
+    return ImageOps.invert(_without_fills(rgb, diff, colours) if colours else diff)
+
+
+def _rgb(code: int) -> tuple[int, int, int]:
+    code = int(code)
+    return code >> 16, (code >> 8) & 255, code & 255
+
+
+def _difference(rgb: Image.Image, colour: tuple[int, int, int]) -> Image.Image:
+    """Each pixel's largest channel difference from `colour` ('L')."""
+    r, g, b = rgb.point([abs(v - c) for c in colour for v in range(256)]).split()
+    return ImageChops.lighter(ImageChops.lighter(r, g), b)
+
+
+def _without_fills(rgb: Image.Image, diff: Image.Image, colours: list[tuple[int, int, int]]) -> Image.Image:
+    """`diff` (the canvas difference) with the areas coloured in with the paint bucket cleared: their
+    outline is the pen's strokes around them, and strokes drawn inside them stay. `outline_fills`, on
+    the binary ink, cannot tell those strokes from the fill (bucket fills of 371 real drawings: 76.5%
+    right that way, 81.1% now, 81.4% unfilled). A bucket fill is an area of one of `colours` wider than
+    two of the data set's lines at the drawing's size, and all of that colour joined to it, whose edge
+    meets strokes.
+    An area whose edge meets the canvas is colour brushed on (or a sheet of paper on a table) and is
+    left to `outline_fills` (or `_sheet_on_a_table`). Found on blocks of 4x4 pixels: a millisecond or
+    two on a canvas without fills."""
+    blocks = rgb.reduce(4)
+    ink = np.asarray(diff.reduce(4)) > MIN_CONTRAST // 4
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    if len(rows) == 0:
+        return diff
+    wide = int(round(LINE_UNITS / EXTENT_UNITS * max(rows[-1] - rows[0], cols[-1] - cols[0], 1)))
+    d = np.asarray(diff)
+    fill, canvas = np.zeros(d.shape, bool), None
+    for colour in colours:
+        core = np.asarray(_difference(blocks, colour)) <= FILL_TOLERANCE
+        for i in range(max(1, wide)):
+            core = _erode(core, cross=bool(i % 2))
+        if not core.any():
+            continue
+        of_colour = np.asarray(_difference(rgb, colour)) <= FILL_TOLERANCE
+        area = of_colour & _unblock(_joined(core, _block_any(of_colour)), d.shape)
+        if canvas is None:
+            canvas = _grow(d < MIN_CONTRAST, 2)  # past a blended pixel
+        if np.mean(canvas[area & ~_erode(area, cross=True)]) <= 0.2:  # its edge meets strokes
+            fill |= area
+    if not fill.any():
+        return diff
+    return Image.fromarray(np.where(fill, 0, d).astype(np.uint8), "L")
+
+
+def _joined(seed: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """The `allowed` pixels joined to `seed` through `allowed` ones (a flood fill)."""
+    region = seed & allowed
+    while True:
+        grown = _dilate(region, cross=True) & allowed
+        if np.array_equal(grown, region):
+            return region
+        region = grown
+
+
+def _block_any(m: np.ndarray) -> np.ndarray:
+    """Which 4x4 blocks of `m` hold any True (the last ones partial, as Image.reduce makes them)."""
+    return np.asarray(Image.fromarray(m.astype(np.uint8) * 255).reduce(4)) > 0
+
+
+def _unblock(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """4x4 blocks back to pixels, cut to `shape`."""
+    return np.repeat(np.repeat(m, 4, axis=0), 4, axis=1)[: shape[0], : shape[1]]
 
 
 def _sample(img: Image.Image, pixels: int = 20000) -> Image.Image:
@@ -505,8 +575,9 @@ def scale_to_frame(mask: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarr
 def outline_fills(mask: np.ndarray) -> np.ndarray:
     """Areas coloured in (far wider than any pen) keep only their outline, as thick as the drawing's
     other strokes: the data set has outlines only, and a child's filled sun would otherwise be a blob.
-    A bucket fill's outline is then its pen stroke; a fill's own edge, one line width deep, doubled a
-    pen's width around it (73% right on bucket-filled canvases against 81% unfilled, now 77%).
+    Colour brushed on, a fill in the pen's own colour, or one on a JPEG canvas (decoded grey) gets
+    here; a PNG canvas's bucket fill was cleared before (`_without_fills`). A fill's outline is then
+    its pen stroke: the fill's own edge, one line width deep, would double a pen's width around it.
     Strokes up to twice the data set's line width (at the scale_to_frame size) are left whole."""
     rim = int(round(LINE_UNITS / EXTENT_UNITS * CANVAS_INK))
     core = mask

@@ -400,6 +400,30 @@ def test_a_shape_filled_with_the_bucket_reads_like_its_outline() -> None:
     assert min(scores) > 0.95, scores
 
 
+def _with_inner_strokes(corners: int) -> list:
+    """A closed shape with strokes drawn inside it: eyes and a mouth, a window and a door."""
+    inner = [
+        [[90, 100, 90], [95, 105, 115]],  # an eye, a small open curve
+        [[165, 155, 165], [95, 105, 115]],
+        [[80, 128, 176], [160, 185, 160]],  # a mouth
+        [[110, 110, 146, 146], [250, 200, 200, 250]],  # a door on the bottom edge
+    ]
+    return _closed(corners) + inner
+
+
+def test_strokes_drawn_inside_a_bucket_fill_stay() -> None:
+    """A fill's colour is cleared before the ink is found, so eyes drawn on a coloured-in face stay.
+    They were lost: the fill and the strokes inside it were one blob of ink, hollowed to its outline."""
+    scores = []
+    for i, corners in enumerate([32, 4, 6]):
+        for extent, colour in ((250, (250, 210, 0)), (500, (220, 40, 40))):
+            png = canvas_png(_with_inner_strokes(corners), np.random.default_rng(i), brush=8, extent=extent)
+            filled = bucket_filled(png, colour)
+            assert np.mean(np.all(np.asarray(Image.open(io.BytesIO(filled)).convert("RGB")) == colour, axis=2)) > 0.02
+            scores.append(corr(pp.to_bitmap(png), pp.to_bitmap(filled)))
+    assert min(scores) > 0.95, scores
+
+
 def test_thick_pens_keep_their_polarity() -> None:
     """Cutting a canvas to its drawing made a 40 px pen's strokes look like the paper between them;
     a flat canvas's ink is now its difference from the canvas, with no polarity to guess."""
