@@ -311,11 +311,12 @@ def canvas_ink(grey: Image.Image, lossy: bool = False) -> tuple[Image.Image, flo
     strokes), and the `share` for `canvas_mask`. None for a photo, or a sheet photographed on a flat
     table (`_sheet_on_a_table`). Knowing the canvas, the polarity needs no guess, even for thick pens.
 
-    Lines across most of the canvas (ruled paper, a frame) are removed. Marks fainter than `share` of
-    the strongest are left out: 0 on a lossless canvas, where every mark was drawn, light pens beside
-    black ones included. A canvas exported as JPEG (`lossy`) differs from its canvas only at its strokes
-    (flat blocks compress exactly), so its faint marks are ringing, and a pink pen beside a black one
-    (half its contrast) must stay: a quarter. A photo whose paper burnt out to white passes for a flat
+    Lines across most of the canvas (ruled paper, a frame) and a scanner lid's shadow (a levelled
+    scan's paper is flat too) are removed. Marks fainter than `share` of the strongest are left out:
+    0 on a lossless canvas, where every mark was drawn, light pens beside black ones included. A
+    canvas exported as JPEG (`lossy`) differs from its canvas only at its strokes (flat blocks
+    compress exactly), so its faint marks are ringing, and a pink pen beside a black one (half its
+    contrast) must stay: a quarter. A photo whose paper burnt out to white passes for a flat
     canvas too, but the rest of its paper differs everywhere, a texture of faint marks: half. A lossy
     canvas is not cut, so its noise is averaged away when it shrinks (its drawing should not be small).
     """
@@ -332,8 +333,12 @@ def canvas_ink(grey: Image.Image, lossy: bool = False) -> tuple[Image.Image, flo
     ink = difference.copy()
     floor = max(MIN_CONTRAST, share * int(ink.max()))
     marked = ink >= floor
-    ink[_thin_runs(marked.mean(axis=1) > SPAN), :] = 0  # ruling and a frame's top and bottom
-    ink[:, _thin_runs(marked.mean(axis=0) > SPAN)] = 0  # a frame's sides, vertical ruling
+    rows, cols = marked.mean(axis=1) > SPAN, marked.mean(axis=0) > SPAN  # lines across the picture
+    ink[_thin_runs(rows), :] = 0  # ruling and a frame's top and bottom
+    ink[:, _thin_runs(cols)] = 0  # a frame's sides, vertical ruling
+    marked = ink >= floor
+    ink[_lid_shadow(rows, marked.any(axis=1)), :] = 0
+    ink[:, _lid_shadow(cols, marked.any(axis=0))] = 0
     ink[ink < floor] = 0
     try:
         x0, y0, x1, y1 = crop_to_ink(ink > 0)
@@ -363,6 +368,25 @@ def _sheet_on_a_table(around: np.ndarray) -> bool:
     edge = fill & ~_erode(fill, cross=True)  # the fill's own boundary
     table = _dilate(_dilate(around < MIN_CONTRAST, cross=True), cross=True)  # a few px, for blur and JPEG
     return bool(np.mean(table[edge]) > 0.2)  # its edge meets the table, not strokes
+
+
+def _lid_shadow(across: np.ndarray, inked: np.ndarray) -> np.ndarray:
+    """A scanner lid's shadow: a band of lines (rows or columns) `across` most of the picture at its
+    edge, and its fading side, up to a bare line (none `inked`) within half the band's width, with ink
+    beyond it. A stroke along the edge of a picture cropped to its drawing meets the other strokes, so
+    it stays; so do two shadows meeting at a corner, which look like a cropped frame's sides."""
+    out = np.zeros_like(across)
+    n = len(across)
+    for start, stop in _runs(across):
+        if start == 0 and stop < n:
+            bare = np.flatnonzero(~inked[stop:])
+            if len(bare) and bare[0] <= max(4, stop // 2) and inked[stop + bare[0] :].any():
+                out[: stop + bare[0]] = True
+        elif stop == n and start > 0:
+            bare = np.flatnonzero(~inked[:start][::-1])
+            if len(bare) and bare[0] <= max(4, (n - start) // 2) and inked[: start - bare[0]].any():
+                out[start - bare[0] :] = True
+    return out
 
 
 def _thin_runs(flags: np.ndarray, longest: int = 4) -> np.ndarray:
