@@ -14,7 +14,8 @@
    it), and three harder canvas exports (a 1 px pen; each stroke in one of seven felt-tip colours,
    yellow and pink among them; 150 px with a 4 px pen on a 3000x3000 canvas), and four added at stop 15
    (a name scribbled in the corner farthest from the drawing, on a canvas and on the photo; the felt
-   tips saved as a JPEG of quality 70; the largest enclosed area filled with the paint bucket), predicted
+   tips saved as a JPEG of quality 70; the largest enclosed area filled with the paint bucket), and one
+   at stop 16 (a levelled pencil scan with the scanner lid's shadow along its left edge), predicted
    through the project's path. Default model: the Labs 21 files; --model-dir runs the project's own
    model instead.
 """
@@ -51,6 +52,7 @@ from quickdraw_cnn.upload_sim import (  # noqa: E402
     on_table,
     photo_jpeg,
     relit,
+    scanned,
     signed,
 )
 
@@ -160,6 +162,8 @@ def bench_accuracy(model_dir: Path, per_class: int, photo_size: tuple[int, int])
         "felt_jpeg": lambda d, photo: _as_jpeg(canvas_png(d, rng2, pens=PENS), 70),
         "filled": lambda d, photo: bucket_filled(canvas_png(d, rng2)),
     }
+    rng3 = np.random.default_rng(2)  # added at stop 16
+    coloured_in["scan"] = lambda d, photo: scanned(canvas_png(d, rng3, (1000, 1300), brush=4), "l")
     views: dict[str, list[np.ndarray]] = {k: [] for k in ("direct", "canvas", "photo", *hard, *canvases, *coloured_in)}
     labels, failures = [], {k: 0 for k in views if k != "direct"}
     t0 = time.perf_counter()

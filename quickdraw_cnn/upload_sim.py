@@ -1,5 +1,5 @@
 """Simulated uploads of a drawing: an app-canvas PNG and a phone photo of paper, and the harder
-photos parents take (the sheet on a table, dim light, a shadow, a flash).
+photos parents take (the sheet on a table, dim light, a shadow, a flash), a bucket fill, a name, a scan.
 
 Tests, benchmarks and tools/make_samples.py use these to check that preprocessing turns what the app
 really sends back into the data set's bitmap. Only numpy and Pillow.
@@ -193,3 +193,17 @@ def bucket_filled(png: bytes, colour: tuple[int, int, int] = (250, 210, 0)) -> b
         fill = light & (fill | grown[:-2, 1:-1] | grown[2:, 1:-1] | grown[1:-1, :-2] | grown[1:-1, 2:])
     full[:h, :w][fill] = colour
     return _same_format(Image.fromarray(full), png)
+
+
+def scanned(png: bytes, shadow: str = "l", fmt: str = "PNG") -> bytes:
+    """A canvas PNG as a levelled pencil scan (grey strokes, paper exactly white, one channel) with the
+    scanner lid's shadow along the `shadow` edges (any of "l", "t", "r", "b"; "" for none): dark at
+    the edge, fading over 30 px (about 4 mm at 200 dpi). In `fmt` ("PNG" or "JPEG")."""
+    a = np.where(np.asarray(Image.open(io.BytesIO(png)).convert("L")) > 250, 255.0, 90.0)
+    fade = np.linspace(40, 255, 30)[:, None]  # the first 30 rows, from the top edge down
+    for edge in shadow:
+        view = {"t": a, "b": a[::-1], "l": a.T, "r": a.T[::-1]}[edge]  # views: writes reach `a`
+        view[:30] = np.minimum(view[:30], fade)
+    buf = io.BytesIO()
+    Image.fromarray(a.astype(np.uint8), "L").save(buf, format=fmt)
+    return buf.getvalue()
