@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -62,6 +62,7 @@ DISK_MARGIN = 64 * 1024 * 1024
 MANIFEST_NAME = "manifest.json"
 EXIT_FAILED, EXIT_USAGE, EXIT_CANNOT_START, EXIT_INTERRUPTED = 1, 2, 3, 130
 MAX_WORKERS = 64  # each is a thread with its own connection and progress bar
+INTERRUPT_GRACE = 2.0  # s: how long Ctrl-C waits for the workers it woke to leave their files whole
 MAX_SECONDS = 3600.0  # for --timeout and --backoff: beyond an hour is a typo, and the OS refuses ~1e9
 MAX_SYNTHETIC_ROWS = 200_000  # one class is generated in memory (784 bytes a drawing): 157 MB at most
 
@@ -431,6 +432,9 @@ class _Fetcher:
             r = self.ctx.session().get(self.job.url, headers=headers, stream=True, timeout=self.ctx.timeouts)
         except requests.RequestException as exc:
             raise _Retryable(_short_reason(exc)) from None
+        if self.ctx.stop.is_set():  # answered after Ctrl-C: download() has returned, a new run may own the files
+            r.close()
+            raise _GaveUp("interrupted")
         if r.status_code in (408, 429) or r.status_code >= 500:
             r.close()
             raise _Retryable(f"HTTP {r.status_code} {r.reason}")
@@ -834,7 +838,7 @@ def download(
             return result
 
         pool = ThreadPoolExecutor(max_workers=max(1, workers))
-        interrupted = False
+        interrupted, futures = False, []
         try:
             futures = [pool.submit(work, j) for j in pending]
             for fut in futures:
@@ -844,9 +848,12 @@ def download(
             ctx.interrupt()
             raise
         finally:
-            # Interrupted, return at once: a worker still awaiting a silent server's first answer has no
-            # socket to shut yet, and ends by itself at --timeout (seeing `stop`).
+            # Interrupted: reads woken by interrupt() cut their files to whole rows within milliseconds;
+            # a worker still awaiting a silent server's first answer has no socket to shut, and would
+            # hold the return for up to --timeout. It ends by itself then, touching no file (`_get`).
             pool.shutdown(wait=not interrupted, cancel_futures=interrupted)
+            if interrupted:
+                wait(futures, timeout=INTERRUPT_GRACE)
             ctx.overall.close()
     order = {n: i for i, n in enumerate(names)}
     report.results.sort(key=lambda r: order.get(r.name, 0))

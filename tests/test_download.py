@@ -10,12 +10,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from http_server import NpyServer
+from tqdm import tqdm
 
 from quickdraw_cnn import categories as cat
 from quickdraw_cnn import download as dl
@@ -323,6 +325,39 @@ def test_ctrl_c_while_the_server_stalls_exits_without_waiting_for_the_timeout(
     _, err = proc.communicate(timeout=90)
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
     assert time.monotonic() - sent < 20  # not the 60 s the request would have waited
+
+
+def test_a_worker_answered_after_ctrl_c_leaves_the_files_to_the_next_run(npy_server: NpyServer, tmp_path: Path) -> None:
+    """download() returns on Ctrl-C while a worker still awaits a silent server. When the answer came,
+    that worker went on with the .part file, which a new download() into the same folder (a notebook
+    cell run again) may be appending to by then: it cut the new rows off (a review found finished
+    files with 56k-110k zero rows, and their checksums in the manifest)."""
+    npy_server.add_file("cat", 3000)
+    npy_server.add_fault("cat", "drop", after=80 + 1000 * 784)
+    npy_server.add_fault("cat", "error500")  # the retry after the drop: give up, 1,000 rows kept
+    out = tmp_path / "data"
+    first = dl.download(["cat"], out, max_rows=3000, base_url=npy_server.base_url, retries=0, progress=False)
+    part = out / "cat.npy.part"
+    assert first.results[0].status == "failed" and part.stat().st_size == 80 + 1000 * 784
+
+    npy_server.add_fault("cat", "slow", delay=0.0)  # the resume's probe of the header: answered
+    npy_server.add_fault("cat", "mute", delay=1.0)  # the request for the missing rows: silent
+    ctx = dl._Run(3000, retries=0, backoff=0.0, timeout=30.0)
+    job = dl._plan(["cat"], out, npy_server.base_url, 3000)[0]
+
+    def interrupted_then_taken_over() -> None:
+        while not any(r.status == 0 for r in npy_server.records("cat")):
+            time.sleep(0.01)
+        ctx.interrupt()
+        with open(part, "ab") as f:  # the next run appends rows meanwhile
+            f.write(bytes(5 * 784))
+
+    helper = threading.Thread(target=interrupted_then_taken_over)
+    helper.start()
+    result = dl._Fetcher(ctx, job, tqdm(disable=True)).run()
+    helper.join()
+    assert result.status == "failed" and "interrupted" in result.error
+    assert part.stat().st_size == 80 + 1005 * 784  # untouched since the next run took over
 
 
 def test_cli_downloads_in_parallel_and_names_every_failed_class(npy_server: NpyServer, tmp_path: Path) -> None:
