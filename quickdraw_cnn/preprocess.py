@@ -224,13 +224,15 @@ def _without_fills(rgb: Image.Image, diff: Image.Image, colours: list[tuple[int,
     An area whose edge meets the canvas is colour brushed on (or a sheet of paper on a table) and is
     left to `outline_fills` (or `_sheet_on_a_table`). Found on blocks of 4x4 pixels: a millisecond or
     two on a canvas without fills."""
-    blocks = rgb.reduce(4)
     ink = np.asarray(diff.reduce(4)) > MIN_CONTRAST // 4
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     if len(rows) == 0:
         return diff
     wide = int(round(LINE_UNITS / EXTENT_UNITS * max(rows[-1] - rows[0], cols[-1] - cols[0], 1)))
-    d = np.asarray(diff)
+    y0, y1 = max(0, rows[0] - 1) * 4, (rows[-1] + 2) * 4  # the drawing and a block of canvas around it
+    x0, y0, x1, y1 = max(0, cols[0] - 1) * 4, y0, min((cols[-1] + 2) * 4, rgb.width), min(y1, rgb.height)
+    rgb, d = rgb.crop((x0, y0, x1, y1)), np.asarray(diff)[y0:y1, x0:x1]
+    blocks = rgb.reduce(4)
     fill, canvas = np.zeros(d.shape, bool), None
     for colour in colours:
         core = np.asarray(_difference(blocks, colour)) <= FILL_TOLERANCE
@@ -246,7 +248,9 @@ def _without_fills(rgb: Image.Image, diff: Image.Image, colours: list[tuple[int,
             fill |= area
     if not fill.any():
         return diff
-    return Image.fromarray(np.where(fill, 0, d).astype(np.uint8), "L")
+    out = np.asarray(diff).copy()
+    out[y0:y1, x0:x1][fill] = 0
+    return Image.fromarray(out, "L")
 
 
 def _joined(seed: np.ndarray, allowed: np.ndarray) -> np.ndarray:
