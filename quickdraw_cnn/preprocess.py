@@ -46,6 +46,7 @@ LOSSY_INK_SHARE = 0.5  # of the strongest ink's contrast: fainter marks on a bur
 JPEG_CANVAS_INK_SHARE = 0.25  # on a lossy canvas export, where the only noise is ringing beside strokes
 BURNT_OUT_PAPER = 0.12  # a lossy image off its flat value in more of its pixels than this is a photo
 SPAN = 0.8  # a line across this much of a canvas is ruling or a frame, not drawing
+LID_EDGE = 0.99  # a scanner lid's shadow covers this much of the picture's edge line
 FILL_SHARE = 0.005  # of a canvas's pixels in one colour besides the canvas's: perhaps an area coloured in
 FILL_TOLERANCE = 32  # channel difference within which a pixel is of a fill's colour (JPEG noise, blends)
 LOSSY_FORMATS = {"JPEG", "MPO", "WEBP"}  # WebP may be lossless too; treated alike
@@ -337,9 +338,9 @@ def canvas_ink(grey: Image.Image, lossy: bool = False) -> tuple[Image.Image, flo
     ink = difference.copy()
     floor = max(MIN_CONTRAST, share * int(ink.max()))
     marked = ink >= floor
-    rows, cols = marked.mean(axis=1) > SPAN, marked.mean(axis=0) > SPAN  # lines across the picture
-    ink[_thin_runs(rows), :] = 0  # ruling and a frame's top and bottom
-    ink[:, _thin_runs(cols)] = 0  # a frame's sides, vertical ruling
+    rows, cols = marked.mean(axis=1), marked.mean(axis=0)  # the share of each line that is ink
+    ink[_thin_runs(rows > SPAN), :] = 0  # ruling and a frame's top and bottom
+    ink[:, _thin_runs(cols > SPAN)] = 0  # a frame's sides, vertical ruling
     marked = ink >= floor
     ink[_lid_shadow(rows, marked.any(axis=1)), :] = 0
     ink[:, _lid_shadow(cols, marked.any(axis=0))] = 0
@@ -374,19 +375,20 @@ def _sheet_on_a_table(around: np.ndarray) -> bool:
     return bool(np.mean(table[edge]) > 0.2)  # its edge meets the table, not strokes
 
 
-def _lid_shadow(across: np.ndarray, inked: np.ndarray) -> np.ndarray:
-    """A scanner lid's shadow: a band of lines (rows or columns) `across` most of the picture at its
-    edge, and its fading side, up to a bare line (none `inked`) within half the band's width, with ink
-    beyond it. A stroke along the edge of a picture cropped to its drawing meets the other strokes, so
-    it stays; so do two shadows meeting at a corner, which look like a cropped frame's sides."""
-    out = np.zeros_like(across)
-    n = len(across)
-    for start, stop in _runs(across):
-        if start == 0 and stop < n:
+def _lid_shadow(share: np.ndarray, inked: np.ndarray) -> np.ndarray:
+    """A scanner lid's shadow: a band of lines (rows or columns) mostly ink (`share`) at the picture's
+    edge, the outermost all ink (the lid's edge runs the whole length), and its fading side, up to a
+    bare line (none `inked`) within half the band's width, with ink beyond it. A stroke along the edge
+    of a picture cropped to its drawing meets the other strokes, or stops short of the corners: it
+    stays; so do two shadows meeting at a corner, which look like a cropped frame's sides."""
+    out = np.zeros(len(share), bool)
+    n = len(share)
+    for start, stop in _runs(share > SPAN):
+        if start == 0 and stop < n and share[0] >= LID_EDGE:
             bare = np.flatnonzero(~inked[stop:])
             if len(bare) and bare[0] <= max(4, stop // 2) and inked[stop + bare[0] :].any():
                 out[: stop + bare[0]] = True
-        elif stop == n and start > 0:
+        elif stop == n and start > 0 and share[-1] >= LID_EDGE:
             bare = np.flatnonzero(~inked[:start][::-1])
             if len(bare) and bare[0] <= max(4, (n - start) // 2) and inked[: start - bare[0]].any():
                 out[start - bare[0] :] = True

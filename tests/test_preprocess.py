@@ -333,6 +333,26 @@ def test_a_scanner_lids_shadow_along_the_edge_is_not_ink(edges: str, fmt: str) -
     assert min(scores) > 0.95, scores
 
 
+def test_a_cropped_box_whose_sides_do_not_meet_keeps_them() -> None:
+    """A side that stops short of the corners lines the edge of a picture cropped to its drawing, apart
+    from the other strokes: the lid-shadow rule erased two sides of such a square (a review: square ->
+    diving board). A shadow covers the whole edge; these sides do not."""
+    for sides in (
+        ([(330, 200), (670, 200)], [(700, 230), (700, 570)], [(670, 600), (330, 600)], [(300, 570), (300, 230)]),
+        (
+            [(400, 100), (400, 700)],  # a door frame: the lintel above the sides, not touching them
+            [(430, 80), (670, 80)],
+            [(700, 100), (700, 700)],
+        ),
+    ):
+        img = Image.new("RGB", (1024, 768), "white")
+        for line in sides:
+            ImageDraw.Draw(img).line(line, fill="black", width=10)
+        rows, cols = np.nonzero(np.asarray(img.convert("L")) < 250)
+        cropped = img.crop((int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1))
+        assert corr(pp.to_bitmap(png_bytes(img)), pp.to_bitmap(png_bytes(cropped))) > 0.95
+
+
 def test_a_burnt_out_sheet_on_a_flat_table_is_a_photo_not_a_fill() -> None:
     """A sheet burnt out to one value on a flat table passed the bucket-fill exception of the
     table-photo guard and was read as one rectangle (75% -> 1% right in a review)."""
