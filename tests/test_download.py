@@ -314,7 +314,11 @@ def test_ctrl_c_while_the_server_stalls_exits_without_waiting_for_the_timeout(
     out = tmp_path / "data"
     args = ["--categories", "cat", "--out", str(out), "--base-url", npy_server.base_url, "--timeout", "60"]
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "download_subset.py"), *args], stderr=subprocess.PIPE, text=True, cwd=ROOT
+        [sys.executable, str(ROOT / "download_subset.py"), *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background job ignores it
     )
     deadline = time.monotonic() + 30
     while not any(r.method == "GET" for r in npy_server.records("cat")) and time.monotonic() < deadline:
