@@ -46,6 +46,7 @@ LOSSY_INK_SHARE = 0.5  # of the strongest ink's contrast: fainter marks on a bur
 JPEG_CANVAS_INK_SHARE = 0.25  # on a lossy canvas export, where the only noise is ringing beside strokes
 BURNT_OUT_PAPER = 0.12  # a lossy image off its flat value in more of its pixels than this is a photo
 SPAN = 0.8  # a line across this much of a canvas is ruling or a frame, not drawing
+EDGE_ON_CANVAS = 0.2  # of an area's edge: above this, it meets the canvas (paper, brushed colour), not strokes
 LID_EDGE = 0.99  # a scanner lid's shadow covers this much of the picture's edge line
 FILL_SHARE = 0.005  # of a canvas's pixels in one colour besides the canvas's: perhaps an area coloured in
 FILL_TOLERANCE = 32  # channel difference within which a pixel is of a fill's colour (JPEG noise, blends)
@@ -230,8 +231,8 @@ def _without_fills(rgb: Image.Image, diff: Image.Image, colours: list[tuple[int,
     if len(rows) == 0:
         return diff
     wide = int(round(LINE_UNITS / EXTENT_UNITS * max(rows[-1] - rows[0], cols[-1] - cols[0], 1)))
-    y0, y1 = max(0, rows[0] - 1) * 4, (rows[-1] + 2) * 4  # the drawing and a block of canvas around it
-    x0, y0, x1, y1 = max(0, cols[0] - 1) * 4, y0, min((cols[-1] + 2) * 4, rgb.width), min(y1, rgb.height)
+    x0, y0 = max(0, cols[0] - 1) * 4, max(0, rows[0] - 1) * 4  # the drawing and a block of canvas around it
+    x1, y1 = min((cols[-1] + 2) * 4, rgb.width), min((rows[-1] + 2) * 4, rgb.height)
     rgb, d = rgb.crop((x0, y0, x1, y1)), np.asarray(diff)[y0:y1, x0:x1]
     blocks = rgb.reduce(4)
     fill, canvas = np.zeros(d.shape, bool), None
@@ -245,7 +246,7 @@ def _without_fills(rgb: Image.Image, diff: Image.Image, colours: list[tuple[int,
         area = of_colour & _unblock(_joined(core, _block_any(of_colour)), d.shape)
         if canvas is None:
             canvas = _grow(d < MIN_CONTRAST, 2)  # past a blended pixel
-        if np.mean(canvas[area & ~_erode(area, cross=True)]) <= 0.2:  # its edge meets strokes
+        if _edge_share(area, canvas) <= EDGE_ON_CANVAS:  # its edge meets strokes
             fill |= area
     if not fill.any():
         return diff
@@ -370,9 +371,13 @@ def _sheet_on_a_table(around: np.ndarray) -> bool:
     if counts[1:].max() < around.size / 4:
         return True  # paper's texture
     fill = around == counts[1:].argmax() + 1
-    edge = fill & ~_erode(fill, cross=True)  # the fill's own boundary
     table = _dilate(_dilate(around < MIN_CONTRAST, cross=True), cross=True)  # a few px, for blur and JPEG
-    return bool(np.mean(table[edge]) > 0.2)  # its edge meets the table, not strokes
+    return bool(_edge_share(fill, table) > EDGE_ON_CANVAS)  # its edge meets the table, not strokes
+
+
+def _edge_share(area: np.ndarray, near: np.ndarray) -> float:
+    """The share of `area`'s own boundary pixels that are `near` (the canvas or a table)."""
+    return float(np.mean(near[area & ~_erode(area, cross=True)]))
 
 
 def _lid_shadow(share: np.ndarray, inked: np.ndarray) -> np.ndarray:
@@ -381,17 +386,19 @@ def _lid_shadow(share: np.ndarray, inked: np.ndarray) -> np.ndarray:
     bare line (none `inked`) within half the band's width, with ink beyond it. A stroke along the edge
     of a picture cropped to its drawing meets the other strokes, or stops short of the corners: it
     stays; so do two shadows meeting at a corner, which look like a cropped frame's sides."""
+    return _lid_shadow_first(share, inked) | _lid_shadow_first(share[::-1], inked[::-1])[::-1]
+
+
+def _lid_shadow_first(share: np.ndarray, inked: np.ndarray) -> np.ndarray:
+    """`_lid_shadow` at the first lines only."""
     out = np.zeros(len(share), bool)
-    n = len(share)
-    for start, stop in _runs(share > SPAN):
-        if start == 0 and stop < n and share[0] >= LID_EDGE:
-            bare = np.flatnonzero(~inked[stop:])
-            if len(bare) and bare[0] <= max(4, stop // 2) and inked[stop + bare[0] :].any():
-                out[: stop + bare[0]] = True
-        elif stop == n and start > 0 and share[-1] >= LID_EDGE:
-            bare = np.flatnonzero(~inked[:start][::-1])
-            if len(bare) and bare[0] <= max(4, (n - start) // 2) and inked[: start - bare[0]].any():
-                out[start - bare[0] :] = True
+    runs = _runs(share > SPAN)
+    if not runs or runs[0][0] > 0 or runs[0][1] == len(share) or share[0] < LID_EDGE:
+        return out
+    width = runs[0][1]
+    bare = np.flatnonzero(~inked[width:])
+    if len(bare) and bare[0] <= max(4, width // 2) and inked[width + bare[0] :].any():
+        out[: width + bare[0]] = True
     return out
 
 
