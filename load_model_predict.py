@@ -27,7 +27,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog="Exit status: 0 all predicted, 1 some file failed (named on stderr), 2 model/usage error.",
     )
     p.add_argument(
-        "files", nargs="+", metavar="FILE", help="drawings to classify (all predicted in one batch); - reads stdin"
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="drawings to classify (all predicted in one batch); - reads stdin; a data: URL is read as its image",
     )
     p.add_argument(
         "--model-dir",
@@ -68,6 +71,17 @@ def read_stdin() -> bytes:
     return read_stream(sys.stdin.buffer)
 
 
+def is_data_url(name: str) -> bool:
+    return name.lstrip()[:5].lower() == "data:"
+
+
+def label(name: str) -> str:
+    """How a FILE argument is named in the output: a data: URL is cut short (it can be megabytes)."""
+    if is_data_url(name) and len(name) > 40:
+        return f"{name[:32]}... ({len(name):,} characters)"
+    return name
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print as their own bytes
@@ -104,14 +118,14 @@ def main(argv: list[str] | None = None) -> int:
             bitmap = to_bitmap(read_stdin() if name == "-" else name)
         except (PreprocessError, OSError) as exc:
             msg = str(exc) if isinstance(exc, PreprocessError) else f"cannot read ({exc.strerror or exc})"
-            print(f"{name or repr(name)}: {msg}", file=sys.stderr)
-            results.append({"file": name, "error": msg})
+            print(f"{label(name) or repr(name)}: {msg}", file=sys.stderr)
+            results.append({"file": label(name), "error": msg})
             continue
         slots.append(len(results))
-        results.append({"file": name})
+        results.append({"file": label(name)})
         bitmaps.append(bitmap)
         if args.save_preprocessed and not save_failed:
-            base = "stdin" if name == "-" else Path(name).name
+            base = "stdin" if name == "-" else "data-url" if is_data_url(name) else Path(name).name
             while len(os.fsencode(base)) > 200:  # room for ".NN.png" in 255 bytes; whole characters only
                 base = base[:-1]
             stem, n = base, 1

@@ -16,6 +16,7 @@ one named step below, in this order:
 Strokes (`.json` / `.ndjson` / lists) skip all of that and are rendered with the data set's own recipe
 (`render.render_strokes(render.prepare_strokes(...))`): the exact path for an app canvas. A file holding
 several ndjson records gives its first drawing (`load_strokes` documents the accepted shapes).
+A `data:` URL (what a browser's `canvas.toDataURL()` gives), as a string, bytes or a file, is its payload.
 
 Only numpy and Pillow are imported here, so the TensorFlow-free ONNX backend can use this module.
 Errors are `PreprocessError` subclasses with one-line messages (the caller adds the file name).
@@ -23,10 +24,14 @@ Errors are `PreprocessError` subclasses with one-line messages (the caller adds 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import json
 import os
+import re
 import stat
+import urllib.parse
 import warnings
 from pathlib import Path
 from typing import Any
@@ -62,6 +67,7 @@ MIN_INK_FRACTION = 2e-4  # of the work image's pixels (and at least MIN_INK_PIXE
 MIN_INK_PIXELS = 12
 STROKE_SUFFIXES = {".json", ".ndjson"}
 ORIENTATION_TAG = 0x0112  # EXIF "Orientation"
+DATA_URL = re.compile(rb"\s*data:([^,]{0,256}),", re.IGNORECASE)  # RFC 2397: data:[<type>][;base64],<data>
 
 Source = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray | list | dict
 
@@ -848,6 +854,28 @@ def _looks_like_json(data: bytes) -> bool:
     return head[:1] in (b"{", b"[")
 
 
+def decode_data_url(data: bytes) -> bytes:
+    """The payload of a `data:` URL: the app's backend often gets the canvas as `canvas.toDataURL()`."""
+    match = DATA_URL.match(data)
+    if match is None:
+        raise NotAnImageError("not a data: URL")
+    payload = data[match.end() :]
+    if match.group(1).lower().endswith(b";base64"):
+        payload = b"".join(payload.split()).translate(_URL_SAFE)  # line breaks; the URL-safe alphabet
+        try:
+            out = base64.b64decode(payload + b"=" * (-len(payload) % 4), validate=True)
+        except binascii.Error:
+            raise CorruptImageError("data: URL with broken base64") from None
+    else:
+        out = urllib.parse.unquote_to_bytes(payload.strip())
+    if not out:
+        raise EmptyFileError("empty data: URL")
+    return out
+
+
+_URL_SAFE = bytes.maketrans(b"-_", b"+/")
+
+
 def read_stream(fh: Any) -> bytes:
     """A pipe's bytes, at most MAX_STREAM_BYTES (a file's size is known before reading; a pipe's is not)."""
     data = fh.read(MAX_STREAM_BYTES + 1)
@@ -867,9 +895,10 @@ def _is_stream(path: Path) -> bool:
 def to_bitmap(source: Source) -> np.ndarray:
     """Whatever was uploaded -> uint8 (28, 28) in the data set's convention (light strokes on black).
 
-    source: a path or bytes (any image Pillow reads, or .json/.ndjson strokes), a PIL image, a numpy
-    image (a uint8 (28, 28) / (28, 28, 1) / (784,) array is taken as already in the data set's
-    convention), or strokes as Python lists/dicts. Raises a PreprocessError subclass.
+    source: a path or bytes (any image Pillow reads, or .json/.ndjson strokes), a data: URL (a string,
+    bytes or a file holding one), a PIL image, a numpy image (a uint8 (28, 28) / (28, 28, 1) / (784,)
+    array is taken as already in the data set's convention), or strokes as Python lists/dicts.
+    Raises a PreprocessError subclass.
     """
     if isinstance(source, Image.Image):
         return preprocess_image(source)
@@ -879,8 +908,12 @@ def to_bitmap(source: Source) -> np.ndarray:
         return preprocess_image(_array_to_image(source))
     if isinstance(source, (list, dict)):
         return strokes_to_bitmap(source)
+    if isinstance(source, str) and DATA_URL.match(source[:300].encode("utf-8", "replace")):
+        return to_bitmap(decode_data_url(source.encode("utf-8", "replace")))
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
+        if DATA_URL.match(data[:300]):
+            return to_bitmap(decode_data_url(data))
         if data and _looks_like_json(data):
             return strokes_to_bitmap(data)
         return preprocess_image(open_image(data))
@@ -905,9 +938,12 @@ def to_bitmap(source: Source) -> np.ndarray:
             img = open_image(path)
         except NotAnImageError:
             with open(path, "rb") as fh:
-                head = fh.read(64)
+                head = fh.read(300)
             if _looks_like_json(head):  # strokes saved under another suffix
                 return strokes_to_bitmap(path.read_bytes())
+            if DATA_URL.match(head):  # a canvas's data: URL saved as text
+                with open(path, "rb") as fh:
+                    return to_bitmap(decode_data_url(read_stream(fh)))
             raise
         return preprocess_image(img)
     raise PreprocessError(f"unsupported input type {type(source).__name__}")

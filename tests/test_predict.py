@@ -397,6 +397,29 @@ def test_cli_stdin_long_names_and_a_full_disk(exported, tmp_path: Path) -> None:
         )
 
 
+def test_cli_reads_a_data_url_argument_and_names_it_short(exported, tmp_path: Path) -> None:
+    import base64
+
+    out, _ = exported
+    rng = np.random.default_rng(5)
+    png = canvas_png(generate_strokes("square", rng), rng)
+    (tmp_path / "square.png").write_bytes(png)
+    url = "data:image/png;base64," + base64.b64encode(png).decode()
+    seen = tmp_path / "seen"
+    res = run_cli(tmp_path / "square.png", url, "data:image/png;base64,%%", "--model-dir", out, "--json",
+                  "--backend", "onnx", "--save-preprocessed", seen)  # fmt: skip
+    doc = json.loads(res.stdout)
+    assert res.returncode == 1
+    assert doc[1]["predictions"] == doc[0]["predictions"]
+    assert doc[1]["file"] == f"{url[:32]}... ({len(url):,} characters)"
+    assert doc[2] == {"file": "data:image/png;base64,%%", "error": "data: URL with broken base64"}
+    assert res.stderr == "data:image/png;base64,%%: data: URL with broken base64\n"
+    assert sorted(p.name for p in seen.iterdir()) == ["data-url.png", "square.png.png"]
+    cmd = [sys.executable, str(ROOT / "load_model_predict.py"), "-", "--model-dir", str(out), "--json"]
+    piped = subprocess.run([*cmd, "--backend", "onnx"], input=url, capture_output=True, text=True, cwd=ROOT)
+    assert piped.returncode == 0 and json.loads(piped.stdout)[0]["predictions"] == doc[0]["predictions"]
+
+
 def test_cli_output_into_a_closed_pipe_is_quiet(exported) -> None:
     """`load_model_predict.py ... | head -1`: the reader leaves early; no traceback, exit 141 (SIGPIPE's)."""
     out, _ = exported

@@ -629,6 +629,36 @@ def test_odd_python_inputs_are_clean_errors_or_drawings(circle) -> None:
         pp.to_bitmap("")
 
 
+def test_a_data_url_reads_like_its_image(tmp_path: Path, circle) -> None:
+    """A browser backend gets the canvas as `canvas.toDataURL()`; taken as a path it was "no such file"."""
+    import base64
+    from urllib.parse import quote_from_bytes
+
+    data = png_bytes(dark_on_white(circle))
+    want = pp.to_bitmap(data)
+    url = "data:image/png;base64," + base64.b64encode(data).decode()
+    np.testing.assert_array_equal(pp.to_bitmap(url), want)
+    np.testing.assert_array_equal(pp.to_bitmap(url.encode()), want)
+    (tmp_path / "canvas.txt").write_text(url + "\n")  # saved from the browser as text
+    np.testing.assert_array_equal(pp.to_bitmap(tmp_path / "canvas.txt"), want)
+    wrapped = base64.urlsafe_b64encode(data).decode().rstrip("=")  # URL-safe, unpadded, line-wrapped
+    wrapped = "\n".join(wrapped[i : i + 76] for i in range(0, len(wrapped), 76))
+    np.testing.assert_array_equal(pp.to_bitmap(" DATA:image/png;BASE64," + wrapped), want)
+    np.testing.assert_array_equal(pp.to_bitmap("data:image/png," + quote_from_bytes(data)), want)
+    strokes = json.dumps(circle).encode()
+    np.testing.assert_array_equal(
+        pp.to_bitmap("data:application/json;base64," + base64.b64encode(strokes).decode()), pp.to_bitmap(circle)
+    )
+    for bad, error, message in [
+        ("data:image/png;base64,iVBOR%%%", pp.CorruptImageError, "data: URL with broken base64"),
+        ("data:image/png;base64,", pp.EmptyFileError, "empty data: URL"),
+        ("data:text/plain,hello", pp.NotAnImageError, "not an image"),
+        ("data:image/png;base64," + base64.b64encode(data[: len(data) // 2]).decode(), pp.CorruptImageError, "corrupt"),
+    ]:
+        with pytest.raises(error, match=message):
+            pp.to_bitmap(bad)
+
+
 def test_a_pipe_is_read_whole(tmp_path: Path, circle) -> None:
     """`<(curl ...)` or /dev/stdin: a pipe's size is 0 until read; it used to be "empty file"."""
     data = png_bytes(dark_on_white(circle))
