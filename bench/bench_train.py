@@ -1,6 +1,6 @@
 """Training benchmarks: throughput vs the Labs 21 way, accuracy on real drawings, bounded memory.
 
-    .venv/bin/python bench/bench_train.py                      # all three, ~15 min on 2 cores
+    .venv/bin/python bench/bench_train.py                      # all four, ~17 min on 2 cores
     .venv/bin/python bench/bench_train.py --parts throughput   # one of them
     .venv/bin/python bench/bench_train.py --parts accuracy --max-per-class 0   # all 60,000 real drawings
 
@@ -21,6 +21,11 @@
 3. memory: peak RSS of a training run (subprocess, a few hundred steps) on 345 classes x --rss-per-class
    generated drawings (5.4 GB of files at 20,000), sampled from /proc: RssAnon (heap: model, TF,
    buffers) vs RssFile (pages of the memory-mapped class files, reclaimable page cache).
+4. pipeline: drawings/s of train_cnn.py's input pipeline alone (PartReader.dataset streaming from the
+   memory-mapped class files: shuffle, gather, --augment, one-hot), with 1, 2, 4, ... threads up to
+   every core, at batch 64 and 256, on 345 classes x --pipeline-per-class generated drawings. It says
+   how many CPU cores it takes to keep an accelerator fed (the H200 trained ~120,000 drawings/s in
+   bench_gpu.py).
 Outputs (figures as JSON) go to bench/out/.
 """
 
@@ -415,9 +420,44 @@ def bench_memory(args: argparse.Namespace) -> dict:
     }
 
 
+# ---- 4. input pipeline ---------------------------------------------------------------------------
+
+
+def bench_pipeline(args: argparse.Namespace) -> dict:
+    import tensorflow as tf
+
+    from quickdraw_cnn.train import PartReader
+
+    data = args.out / f"rss_data_{args.pipeline_per_class}"
+    make_rss_data(data, args.pipeline_per_class)
+    split_dir = data.with_name(data.name + "_split")
+    if not (split_dir / "split.json").exists():
+        write_split(data, split_dir, val_fraction=0.005, test_fraction=0.005, seed=0)
+    split = Split.load(split_dir)
+    reader = PartReader(split, "train", in_memory_bytes=0)  # streamed, as a 345-class retrain is
+    cores = len(os.sched_getaffinity(0))
+    out: dict = {"classes": len(split.class_names), "train_drawings": len(reader), "augment": args.augment}
+    for batch in (64, 256):
+        for threads in sorted({1, cores} | {2**k for k in range(1, 8) if 2**k < cores}):
+            options = tf.data.Options()
+            options.threading.private_threadpool_size = threads
+            ds = reader.dataset(batch, True, 0, args.augment, len(split.class_names), 0.1).with_options(options)
+            it = iter(ds)
+            for _ in range(5):
+                next(it)
+            t, n = time.perf_counter(), 0
+            while time.perf_counter() - t < args.pipeline_seconds:
+                n += len(next(it)[0])
+            rate = n / (time.perf_counter() - t)
+            del it, ds  # a live iterator at interpreter exit can hang it (tf.numpy_function needs the GIL)
+            out[f"b{batch}_threads{threads}"] = round(rate)
+            print(f"batch {batch}, {threads} thread(s): {rate:,.0f} drawings/s", flush=True)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--parts", default="throughput,accuracy,memory", help="comma-separated subset")
+    p.add_argument("--parts", default="throughput,accuracy,memory,pipeline", help="comma-separated subset")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "out", help="work/output folder")
     p.add_argument("--rounds", type=int, default=3, help="interleaved throughput rounds (default: 3)")
     p.add_argument("--batch-size", type=int, default=64, help="our batch size for throughput (train_cnn.py's: 64)")
@@ -442,13 +482,21 @@ def main() -> None:
     p.add_argument("--ours-args", default="", help="accuracy part: extra train_cnn.py options, e.g. '--epochs 12'")
     p.add_argument("--rss-per-class", type=int, default=20000, help="memory part: drawings per class")
     p.add_argument("--rss-steps", type=int, default=200, help="memory part: training steps")
+    p.add_argument("--pipeline-per-class", type=int, default=2000, help="pipeline part: drawings per class")
+    p.add_argument("--pipeline-seconds", type=float, default=8.0, help="pipeline part: seconds per measurement")
     args = p.parse_args()
     args.ours_args = args.ours_args.split()
     args.out.mkdir(parents=True, exist_ok=True)
     results = {}
     for part in args.parts.split(","):
         print(f"== {part}", flush=True)
-        results[part] = {"throughput": bench_throughput, "accuracy": bench_accuracy, "memory": bench_memory}[part](args)
+        bench = {
+            "throughput": bench_throughput,
+            "accuracy": bench_accuracy,
+            "memory": bench_memory,
+            "pipeline": bench_pipeline,
+        }[part]
+        results[part] = bench(args)
         print(json.dumps(results[part], indent=1), flush=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (args.out / f"bench_train-{stamp}.json").write_text(json.dumps(results, indent=1))
