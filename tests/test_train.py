@@ -180,6 +180,29 @@ def test_flip_augmentation_mirrors_about_half_and_keeps_labels(split_dir: Path) 
     assert 0.35 * n < mirrored < 0.65 * n
 
 
+def test_a_streamed_part_gives_the_batches_of_an_in_memory_one(split_dir: Path, monkeypatch) -> None:
+    """A part too big for memory is read many batches per call (READ_ROWS), then cut into batches."""
+    from quickdraw_cnn import train as tr
+
+    monkeypatch.setattr(tr, "READ_ROWS", 20)  # two batches of 7 per read, so reads are cut
+    split = Split.load(split_dir)
+    memory, streamed = tr.PartReader(split, "val", 1 << 30), tr.PartReader(split, "val", 0)
+    assert memory.in_memory and not streamed.in_memory and len(streamed) % 14 not in (0, 7)
+    want = [(np.asarray(x), np.asarray(y)) for x, y in memory.dataset(7, training=False)]
+    got = [(np.asarray(x), np.asarray(y)) for x, y in streamed.dataset(7, training=False)]
+    assert [len(y) for _, y in got] == [len(y) for _, y in want] and sum(len(y) for _, y in got) == len(streamed)
+    for (xw, yw), (xg, yg) in zip(want, got):
+        np.testing.assert_array_equal(xg, xw)
+        np.testing.assert_array_equal(yg, yw)
+
+    train_part = tr.PartReader(split, "train", 0)
+    drawings = {(int(y), x.tobytes()) for x, y in zip(split.images("train"), split.labels("train"))}
+    batches = train_part.dataset(7, training=True, seed=0, augment="none").take(2 * len(train_part) // 7 + 1)
+    pairs = [(int(y), np.asarray(x).tobytes()) for xs, ys in batches for x, y in zip(xs, ys)]
+    assert len(pairs) == 7 * (2 * len(train_part) // 7 + 1)  # whole batches across the epochs' seam
+    assert set(pairs) == drawings  # every drawing, each with its own label
+
+
 def test_weight_decay_shrinks_kernels_only() -> None:
     import keras
 
