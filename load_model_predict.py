@@ -12,6 +12,7 @@ others are still predicted), 2 when the model folder or the arguments are wrong.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -71,14 +72,14 @@ def read_stdin() -> bytes:
     return read_stream(sys.stdin.buffer)
 
 
-def is_data_url(name: str) -> bool:
-    return name.lstrip()[:5].lower() == "data:"
-
-
 def label(name: str) -> str:
-    """How a FILE argument is named in the output: a data: URL is cut short (it can be megabytes)."""
-    if is_data_url(name) and len(name) > 40:
-        return f"{name[:32]}... ({len(name):,} characters)"
+    """How a FILE argument is named in the output: a data: URL is cut short (it can be megabytes), with a
+    digest, since the first characters of every PNG's URL are the same."""
+    from quickdraw_cnn.preprocess import is_data_url
+
+    if len(name) > 40 and is_data_url(name):
+        digest = hashlib.sha1(name.encode("utf-8", "replace")).hexdigest()[:10]
+        return f"{name[:32]}... ({len(name):,} characters, sha1 {digest})"
     return name
 
 
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from quickdraw_cnn.predict import ModelError, Predictor
-    from quickdraw_cnn.preprocess import PreprocessError, save_enlarged, to_bitmap
+    from quickdraw_cnn.preprocess import PreprocessError, is_data_url, save_enlarged, to_bitmap
 
     try:
         predictor = Predictor.load(args.model_dir, backend=args.backend)

@@ -67,7 +67,9 @@ MIN_INK_FRACTION = 2e-4  # of the work image's pixels (and at least MIN_INK_PIXE
 MIN_INK_PIXELS = 12
 STROKE_SUFFIXES = {".json", ".ndjson"}
 ORIENTATION_TAG = 0x0112  # EXIF "Orientation"
-DATA_URL = re.compile(rb"\s*data:([^,]{0,256}),", re.IGNORECASE)  # RFC 2397: data:[<type>][;base64],<data>
+DATA_URL = re.compile(rb"(?:\xef\xbb\xbf)?\s*data:([^,]{0,1024}),", re.IGNORECASE)  # data:[<type>][;base64],<data>
+DATA_URL_HEAD = 1100  # bytes that hold any header DATA_URL matches
+DATA_URL_MAX = MAX_STREAM_BYTES * 4 // 3 + DATA_URL_HEAD  # base64 of the most read from a pipe
 
 Source = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray | list | dict
 
@@ -854,12 +856,22 @@ def _looks_like_json(data: bytes) -> bool:
     return head[:1] in (b"{", b"[")
 
 
+def is_data_url(source: str | bytes) -> bool:
+    """A `data:` URL (RFC 2397), not the name of a file: a file of that name that exists is a file."""
+    if isinstance(source, str):
+        head = source[:DATA_URL_HEAD].encode("utf-8", "replace")
+        return DATA_URL.match(head) is not None and not os.path.exists(source)
+    return DATA_URL.match(source[:DATA_URL_HEAD]) is not None
+
+
 def decode_data_url(data: bytes) -> bytes:
     """The payload of a `data:` URL: the app's backend often gets the canvas as `canvas.toDataURL()`."""
+    if len(data) > DATA_URL_MAX:
+        raise ImageTooLargeError(f"data: URL over {DATA_URL_MAX >> 20} MB")
     match = DATA_URL.match(data)
     if match is None:
         raise NotAnImageError("not a data: URL")
-    payload = data[match.end() :]
+    payload = urllib.parse.unquote_to_bytes(data[match.end() :])  # '%' is not base64: safe for both
     if match.group(1).lower().endswith(b";base64"):
         payload = b"".join(payload.split()).translate(_URL_SAFE)  # line breaks; the URL-safe alphabet
         try:
@@ -867,9 +879,11 @@ def decode_data_url(data: bytes) -> bytes:
         except binascii.Error:
             raise CorruptImageError("data: URL with broken base64") from None
     else:
-        out = urllib.parse.unquote_to_bytes(payload.strip())
+        out = payload.strip()
     if not out:
         raise EmptyFileError("empty data: URL")
+    if DATA_URL.match(out[:DATA_URL_HEAD]):  # decoded once only: nesting would recurse and copy
+        raise NotAnImageError("a data: URL inside a data: URL")
     return out
 
 
@@ -908,11 +922,13 @@ def to_bitmap(source: Source) -> np.ndarray:
         return preprocess_image(_array_to_image(source))
     if isinstance(source, (list, dict)):
         return strokes_to_bitmap(source)
-    if isinstance(source, str) and DATA_URL.match(source[:300].encode("utf-8", "replace")):
+    if isinstance(source, str) and is_data_url(source):
+        if len(source) > DATA_URL_MAX:
+            raise ImageTooLargeError(f"data: URL over {DATA_URL_MAX >> 20} MB")
         return to_bitmap(decode_data_url(source.encode("utf-8", "replace")))
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
-        if DATA_URL.match(data[:300]):
+        if is_data_url(data):
             return to_bitmap(decode_data_url(data))
         if data and _looks_like_json(data):
             return strokes_to_bitmap(data)
@@ -938,10 +954,10 @@ def to_bitmap(source: Source) -> np.ndarray:
             img = open_image(path)
         except NotAnImageError:
             with open(path, "rb") as fh:
-                head = fh.read(300)
+                head = fh.read(DATA_URL_HEAD)
             if _looks_like_json(head):  # strokes saved under another suffix
                 return strokes_to_bitmap(path.read_bytes())
-            if DATA_URL.match(head):  # a canvas's data: URL saved as text
+            if is_data_url(head):  # a canvas's data: URL saved as text
                 with open(path, "rb") as fh:
                     return to_bitmap(decode_data_url(read_stream(fh)))
             raise

@@ -406,15 +406,17 @@ def test_cli_reads_a_data_url_argument_and_names_it_short(exported, tmp_path: Pa
     (tmp_path / "square.png").write_bytes(png)
     url = "data:image/png;base64," + base64.b64encode(png).decode()
     seen = tmp_path / "seen"
-    res = run_cli(tmp_path / "square.png", url, "data:image/png;base64,%%", "--model-dir", out, "--json",
+    other = "data:image/png;base64," + base64.b64encode(canvas_png(generate_strokes("star", rng), rng)).decode()
+    res = run_cli(tmp_path / "square.png", url, "data:image/png;base64,%%", other, "--model-dir", out, "--json",
                   "--backend", "onnx", "--save-preprocessed", seen)  # fmt: skip
     doc = json.loads(res.stdout)
     assert res.returncode == 1
     assert doc[1]["predictions"] == doc[0]["predictions"]
-    assert doc[1]["file"] == f"{url[:32]}... ({len(url):,} characters)"
+    assert doc[1]["file"].startswith(f"{url[:32]}... ({len(url):,} characters, sha1 ")
+    assert doc[3]["file"].startswith(url[:32]) and doc[3]["file"] != doc[1]["file"]  # PNG URLs begin alike
     assert doc[2] == {"file": "data:image/png;base64,%%", "error": "data: URL with broken base64"}
     assert res.stderr == "data:image/png;base64,%%: data: URL with broken base64\n"
-    assert sorted(p.name for p in seen.iterdir()) == ["data-url.png", "square.png.png"]
+    assert sorted(p.name for p in seen.iterdir()) == ["data-url.2.png", "data-url.png", "square.png.png"]
     cmd = [sys.executable, str(ROOT / "load_model_predict.py"), "-", "--model-dir", str(out), "--json"]
     piped = subprocess.run([*cmd, "--backend", "onnx"], input=url, capture_output=True, text=True, cwd=ROOT)
     assert piped.returncode == 0 and json.loads(piped.stdout)[0]["predictions"] == doc[0]["predictions"]

@@ -629,7 +629,7 @@ def test_odd_python_inputs_are_clean_errors_or_drawings(circle) -> None:
         pp.to_bitmap("")
 
 
-def test_a_data_url_reads_like_its_image(tmp_path: Path, circle) -> None:
+def test_a_data_url_reads_like_its_image(tmp_path: Path, circle, monkeypatch) -> None:
     """A browser backend gets the canvas as `canvas.toDataURL()`; taken as a path it was "no such file"."""
     import base64
     from urllib.parse import quote_from_bytes
@@ -649,7 +649,18 @@ def test_a_data_url_reads_like_its_image(tmp_path: Path, circle) -> None:
     np.testing.assert_array_equal(
         pp.to_bitmap("data:application/json;base64," + base64.b64encode(strokes).decode()), pp.to_bitmap(circle)
     )
+    np.testing.assert_array_equal(pp.to_bitmap(url.replace("+", "%2B").replace("/", "%2F")), want)
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbf" + url.encode())  # saved by a Windows editor
+    np.testing.assert_array_equal(pp.to_bitmap(tmp_path / "bom.txt"), want)
+    named = tmp_path / "data:cat,1.png"  # a file that exists is a file, whatever its name
+    named.write_bytes(data)
+    np.testing.assert_array_equal(pp.to_bitmap(str(named)), want)
+    monkeypatch.chdir(tmp_path)
+    np.testing.assert_array_equal(pp.to_bitmap("data:cat,1.png"), want)
     for bad, error, message in [
+        ("data:," * 5000 + url, pp.NotAnImageError, "a data: URL inside a data: URL"),  # was RecursionError
+        ("data:;base64," + base64.b64encode(url.encode()).decode(), pp.NotAnImageError, "inside a data: URL"),
+        ("data:," + "A" * (pp.DATA_URL_MAX + 1), pp.ImageTooLargeError, "data: URL over"),
         ("data:image/png;base64,iVBOR%%%", pp.CorruptImageError, "data: URL with broken base64"),
         ("data:image/png;base64,", pp.EmptyFileError, "empty data: URL"),
         ("data:text/plain,hello", pp.NotAnImageError, "not an image"),
