@@ -115,15 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     bitmaps, slots, used = [], [], set()
     save_failed = False
     for name in args.files:
+        shown = label(name)
         try:
             bitmap = to_bitmap(read_stdin() if name == "-" else name)
         except (PreprocessError, OSError) as exc:
             msg = str(exc) if isinstance(exc, PreprocessError) else f"cannot read ({exc.strerror or exc})"
-            print(f"{label(name) or repr(name)}: {msg}", file=sys.stderr)
-            results.append({"file": label(name), "error": msg})
+            print(f"{shown or repr(name)}: {msg}", file=sys.stderr)
+            results.append({"file": shown, "error": msg})
             continue
         slots.append(len(results))
-        results.append({"file": label(name)})
+        results.append({"file": shown})
         bitmaps.append(bitmap)
         if args.save_preprocessed and not save_failed:
             base = "stdin" if name == "-" else "data-url" if is_data_url(name) else Path(name).name

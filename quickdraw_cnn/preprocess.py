@@ -922,10 +922,8 @@ def to_bitmap(source: Source) -> np.ndarray:
         return preprocess_image(_array_to_image(source))
     if isinstance(source, (list, dict)):
         return strokes_to_bitmap(source)
-    if isinstance(source, str) and is_data_url(source):
-        if len(source) > DATA_URL_MAX:
-            raise ImageTooLargeError(f"data: URL over {DATA_URL_MAX >> 20} MB")
-        return to_bitmap(decode_data_url(source.encode("utf-8", "replace")))
+    if isinstance(source, str) and is_data_url(source):  # encoded no further than decode_data_url's limit
+        return to_bitmap(decode_data_url(source[: DATA_URL_MAX + 1].encode("utf-8", "replace")))
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if is_data_url(data):
