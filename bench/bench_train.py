@@ -369,6 +369,13 @@ def make_rss_data(folder: Path, per_class: int, classes: int = 345) -> None:
         write_bitmaps(path, rows)
 
 
+def rss_split(data: Path) -> Path:
+    """A split of make_rss_data's files that keeps nearly everything for training."""
+    split_dir = data.with_name(data.name + "_split")
+    write_split(data, split_dir, val_fraction=0.005, test_fraction=0.005, seed=0)
+    return split_dir
+
+
 def sample_rss(pid: int) -> dict[str, int]:
     out = {}
     try:
@@ -390,8 +397,7 @@ def bench_memory(args: argparse.Namespace) -> dict:
     t = time.perf_counter()
     make_rss_data(data, args.rss_per_class)
     gen = time.perf_counter() - t
-    split_dir = data.with_name(data.name + "_split")
-    write_split(data, split_dir, val_fraction=0.005, test_fraction=0.005, seed=0)
+    split_dir = rss_split(data)
     counts = json.loads((split_dir / "split.json").read_text())["counts"]
     cmd = [
         sys.executable, str(ROOT / "train_cnn.py"), "--split", str(split_dir), "--out", str(args.out / "rss_models"),
@@ -430,10 +436,7 @@ def bench_pipeline(args: argparse.Namespace) -> dict:
 
     data = args.out / f"rss_data_{args.pipeline_per_class}"
     make_rss_data(data, args.pipeline_per_class)
-    split_dir = data.with_name(data.name + "_split")
-    if not (split_dir / "split.json").exists():
-        write_split(data, split_dir, val_fraction=0.005, test_fraction=0.005, seed=0)
-    split = Split.load(split_dir)
+    split = Split.load(rss_split(data))
     reader = PartReader(split, "train", in_memory_bytes=0)  # streamed, as a 345-class retrain is
     cores = len(os.sched_getaffinity(0))
     out: dict = {"classes": len(split.class_names), "train_drawings": len(reader), "augment": args.augment}
