@@ -20,6 +20,7 @@ Nothing is written into `--out` before the end, and then only through `export.ex
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import math
@@ -27,6 +28,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -149,6 +151,50 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 # ---- input pipeline -----------------------------------------------------------------------------
 
 
+class ExitGate:
+    """Lets no Python read start once the interpreter exits, so a live iterator cannot hang the exit.
+
+    TensorFlow's threads call the streamed reads in Python. A thread that asks for the GIL after Python
+    began finalizing is stopped inside its call, which then never returns. Finalizing then destroys any
+    iterator still alive (a global, say), and the iterator waits for that call forever: 4 exits in 6 hung
+    before this. `close` runs at exit, before finalizing. From then on a read ends its iterator at once
+    (StopIteration: an OutOfRange error in TensorFlow, which logs nothing), and `close` waits until
+    TensorFlow has stopped calling (`quiet` s without a read), at most `limit` s.
+    """
+
+    def __init__(self, quiet: float = 0.2, limit: float = 5.0):
+        self.quiet, self.limit = quiet, limit
+        self._lock = threading.Lock()
+        self._closed = False
+        self._running = 0
+        self._last = -math.inf  # when the last read ended (time.monotonic)
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._closed:
+                raise StopIteration("the Python interpreter is exiting")
+            self._running += 1
+
+    def __exit__(self, *exc) -> None:
+        with self._lock:
+            self._running -= 1
+            self._last = time.monotonic()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        deadline = time.monotonic() + self.limit
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._running == 0 and time.monotonic() - self._last >= self.quiet:
+                    return
+            time.sleep(0.01)
+
+
+PYTHON_READS = ExitGate()
+atexit.register(PYTHON_READS.close)  # after TensorFlow's own (imported above), so it runs before them
+
+
 class PartReader:
     """One part of a split (optionally one worker's shard of it) as tf.data datasets of uint8 batches."""
 
@@ -182,8 +228,9 @@ class PartReader:
         pairs, bitmaps = self.pairs, self.bitmaps
 
         def read(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            chosen = pairs[pos]
-            return gather(bitmaps, chosen).reshape(-1, 28, 28, 1), chosen[:, 0].astype(np.int32)
+            with PYTHON_READS:
+                chosen = pairs[pos]
+                return gather(bitmaps, chosen).reshape(-1, 28, 28, 1), chosen[:, 0].astype(np.int32)
 
         def take(pos: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             x, y = tf.numpy_function(read, [pos], (tf.uint8, tf.int32), stateful=False)

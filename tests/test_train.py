@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -201,6 +202,58 @@ def test_a_streamed_part_gives_the_batches_of_an_in_memory_one(split_dir: Path, 
     pairs = [(int(y), np.asarray(x).tobytes()) for xs, ys in batches for x, y in zip(xs, ys)]
     assert len(pairs) == 7 * (2 * len(train_part) // 7 + 1)  # whole batches across the epochs' seam
     assert set(pairs) == drawings  # every drawing, each with its own label
+
+
+def test_exit_gate_waits_for_running_reads_then_ends_new_ones() -> None:
+    from quickdraw_cnn.train import ExitGate
+
+    gate = ExitGate(quiet=0.05, limit=5.0)
+    t = time.monotonic()
+    gate.close()  # never used: nothing to wait for
+    assert time.monotonic() - t < 0.05
+
+    gate, finished = ExitGate(quiet=0.05, limit=5.0), []
+
+    def slow_read() -> None:
+        with gate:
+            time.sleep(0.3)
+        finished.append(time.monotonic())
+
+    reader = threading.Thread(target=slow_read)
+    reader.start()
+    time.sleep(0.05)
+    gate.close()  # waits for the running read, then for `quiet` without one
+    assert finished and time.monotonic() - finished[0] >= 0.04
+    reader.join()
+    with pytest.raises(StopIteration, match="exiting"):
+        with gate:
+            pass
+
+
+LIVE_ITERATOR = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from quickdraw_cnn.dataset import Split
+from quickdraw_cnn.train import PartReader
+
+reader = PartReader(Split.load(sys.argv[2]), "train", in_memory_bytes=0)
+BATCHES = iter(reader.dataset(16, training=True, augment="flip+affine"))  # alive until the exit
+next(BATCHES)
+print("read", flush=True)
+"""
+
+
+def test_a_live_iterator_over_a_streamed_part_lets_python_exit(split_dir: Path, tmp_path: Path) -> None:
+    """Python stops a TensorFlow thread that asks for the GIL while it exits; a read caught there never
+    returned, and the exit waited for it forever (4 exits in 6 hung before ExitGate)."""
+    script = tmp_path / "live_iterator.py"
+    script.write_text(LIVE_ITERATOR)
+    for _ in range(3):
+        done = subprocess.run(
+            [sys.executable, str(script), str(ROOT), str(split_dir)], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0 and done.stdout == "read\n", done.stderr[-2000:]
+        assert "Traceback" not in done.stderr
 
 
 def test_weight_decay_shrinks_kernels_only() -> None:
