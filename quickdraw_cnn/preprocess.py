@@ -69,6 +69,7 @@ STROKE_SUFFIXES = {".json", ".ndjson"}
 ORIENTATION_TAG = 0x0112  # EXIF "Orientation"
 DATA_URL = re.compile(rb"(?:\xef\xbb\xbf)?\s*data:([^,]{0,1024}),", re.IGNORECASE)  # data:[<type>][;base64],<data>
 DATA_URL_HEAD = 1100  # bytes that hold any header DATA_URL matches
+NO_COMMA = "a data: URL needs a comma before its data"
 DATA_URL_MAX = MAX_STREAM_BYTES * 4 // 3 + DATA_URL_HEAD  # base64 of the most read from a pipe
 
 Source = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray | list | dict
@@ -123,7 +124,7 @@ def open_image(source: str | os.PathLike | bytes) -> Image.Image:
             if path.stat().st_size == 0:
                 raise EmptyFileError("empty file (0 bytes)")
         except FileNotFoundError:
-            raise PreprocessError("no such file") from None
+            raise PreprocessError(_no_such_file(source)) from None
         except OSError as exc:  # a name too long, no permission, ...
             raise PreprocessError(f"cannot read ({exc.strerror or exc})") from None
         fp = path
@@ -856,6 +857,17 @@ def _looks_like_json(data: bytes) -> bool:
     return head[:1] in (b"{", b"[")
 
 
+_DATA_PREFIX = re.compile(rb"(?:\xef\xbb\xbf)?\s*data:", re.IGNORECASE)  # what starts a data: URL, comma or not
+
+
+def _no_such_file(name: str | os.PathLike) -> str:
+    """A missing file whose name starts like a data: URL is most likely a data: URL cut before its comma."""
+    head = os.fspath(name)[:DATA_URL_HEAD]
+    if _DATA_PREFIX.match(head.encode("utf-8", "replace") if isinstance(head, str) else head):
+        return f"no such file, and not a data: URL either ({NO_COMMA})"
+    return "no such file"
+
+
 def is_data_url(source: str | bytes) -> bool:
     """A `data:` URL (RFC 2397), not the name of a file: a file of that name that exists is a file."""
     if isinstance(source, str):
@@ -930,6 +942,8 @@ def to_bitmap(source: Source) -> np.ndarray:
             return to_bitmap(decode_data_url(data))
         if data and _looks_like_json(data):
             return strokes_to_bitmap(data)
+        if _DATA_PREFIX.match(data[:DATA_URL_HEAD]):
+            raise NotAnImageError(NO_COMMA)
         return preprocess_image(open_image(data))
     if isinstance(source, (str, os.PathLike)):
         if not os.fspath(source):
@@ -942,7 +956,7 @@ def to_bitmap(source: Source) -> np.ndarray:
             try:
                 data = path.read_bytes()
             except FileNotFoundError:
-                raise PreprocessError("no such file") from None
+                raise PreprocessError(_no_such_file(source)) from None
             except OSError as exc:
                 raise PreprocessError(f"cannot read ({exc.strerror})") from None
             if not data:
@@ -958,6 +972,8 @@ def to_bitmap(source: Source) -> np.ndarray:
             if is_data_url(head):  # a canvas's data: URL saved as text
                 with open(path, "rb") as fh:
                     return to_bitmap(decode_data_url(read_stream(fh)))
+            if _DATA_PREFIX.match(head):
+                raise NotAnImageError(NO_COMMA) from None
             raise
         return preprocess_image(img)
     raise PreprocessError(f"unsupported input type {type(source).__name__}")

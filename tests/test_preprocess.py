@@ -670,6 +670,21 @@ def test_a_data_url_reads_like_its_image(tmp_path: Path, circle, monkeypatch) ->
             pp.to_bitmap(bad)
 
 
+def test_a_data_url_cut_before_its_comma_is_named(tmp_path: Path, monkeypatch) -> None:
+    """Without its comma it is no data: URL, and it was read as a file: "no such file" or "not an image"."""
+    monkeypatch.chdir(tmp_path)
+    cut = "data:image/png;base64"
+    missing = r"^no such file, and not a data: URL either \(a data: URL needs a comma before its data\)$"
+    with pytest.raises(pp.PreprocessError, match=missing):
+        pp.to_bitmap(cut)
+    for source in (cut.encode(), tmp_path / "saved.txt"):
+        (tmp_path / "saved.txt").write_text(cut + "iVBORw0KGgo\n")
+        with pytest.raises(pp.NotAnImageError, match="^a data: URL needs a comma before its data$"):
+            pp.to_bitmap(source)
+    with pytest.raises(pp.PreprocessError, match="^no such file$"):
+        pp.to_bitmap("cat.png")
+
+
 def test_a_pipe_is_read_whole(tmp_path: Path, circle) -> None:
     """`<(curl ...)` or /dev/stdin: a pipe's size is 0 until read; it used to be "empty file"."""
     data = png_bytes(dark_on_white(circle))
