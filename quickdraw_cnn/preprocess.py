@@ -54,6 +54,7 @@ SPAN = 0.8  # a line across this much of a canvas is ruling or a frame, not draw
 EDGE_ON_CANVAS = 0.2  # of an area's edge: above this, it meets the canvas (paper, brushed colour), not strokes
 LID_EDGE = 0.99  # a scanner lid's shadow covers this much of the picture's edge line
 FILL_SHARE = 0.005  # of a canvas's pixels in one colour besides the canvas's: perhaps an area coloured in
+PEN_SPREAD = 1.3  # strokes whose centre-line depths spread less than this are one pen's, however thick
 FILL_TOLERANCE = 32  # channel difference within which a pixel is of a fill's colour (JPEG noise, blends)
 LOSSY_FORMATS = {"JPEG", "MPO", "WEBP"}  # WebP may be lossless too; treated alike
 CANVAS_INK = 136  # ink extent (px) at which thickness is normalised: ~8 px strokes, 5x supersampled
@@ -624,22 +625,52 @@ def outline_fills(mask: np.ndarray) -> np.ndarray:
     Colour brushed on, a fill in the pen's own colour, or one on a JPEG canvas (decoded grey) gets
     here; a PNG canvas's bucket fill was cleared before (`_without_fills`). A fill's outline is then
     its pen stroke: the fill's own edge, one line width deep, would double a pen's width around it.
-    Strokes up to twice the data set's line width (at the scale_to_frame size) are left whole."""
+    Strokes up to twice the data set's line width (at the scale_to_frame size) are left whole, and
+    up to twice the pen's where one thick pen drew them all: a 60 px brush on a 400 px drawing was
+    hollowed into double lines (Labs 21 model, 300 real drawings: 40.3% -> 56.3%)."""
     rim = int(round(LINE_UNITS / EXTENT_UNITS * CANVAS_INK))
-    core = mask
-    for i in range(rim):
-        core = _erode(core, cross=bool(i % 2))
-        if not core.any():
-            return mask
+    core = _shrink(mask, rim)
+    pen = round(pen_width(mask)) if core.any() else 0  # only a drawing with such wide ink pays for this
+    if pen > rim:
+        core, rim = _shrink(core, pen - rim), pen
+    if not core.any():
+        return mask
     strokes = mask & ~_grow(core, rim + 2)
     width = stroke_width(strokes) if strokes.sum() > 4 * rim else rim
     return mask & ~_grow(core, rim - min(rim, round(width)))
+
+
+def pen_width(mask: np.ndarray) -> float:
+    """The drawing's pen width in px, where its strokes are all about as wide; else 0.
+
+    Measured at the strokes' centre lines (pixels at least as deep inside the ink as their
+    neighbours): twice the lower quartile of their depth, when the upper quartile is within PEN_SPREAD
+    of it. One pen keeps its width along every stroke; a coloured-in area is far deeper at its middle
+    than at its edges, so its depths spread."""
+    depth = np.zeros(mask.shape, np.int32)
+    m, i = mask, 0
+    while m.any():
+        depth += m
+        m = _erode(m, cross=bool(i % 2))
+        i += 1
+    ridge = depth[mask & (depth >= _max_within(depth, 1))]
+    if len(ridge) == 0:
+        return 0.0
+    low, high = np.quantile(ridge, [0.25, 0.75])
+    return 2.0 * float(low) - 1.0 if high <= PEN_SPREAD * low else 0.0
 
 
 def _grow(m: np.ndarray, steps: int) -> np.ndarray:
     """`steps` dilations, alternating square and cross (nearly round)."""
     for i in range(steps):
         m = _dilate(m, cross=bool(i % 2))
+    return m
+
+
+def _shrink(m: np.ndarray, steps: int) -> np.ndarray:
+    """`steps` erosions, alternating square and cross."""
+    for i in range(steps):
+        m = _erode(m, cross=bool(i % 2))
     return m
 
 
@@ -678,9 +709,7 @@ def normalise_thickness(mask: np.ndarray) -> tuple[np.ndarray, float]:
     steps = int(round(abs(w - target) / 2))
     if w > target:
         steps = min(steps, int((w - 1) // 2))  # never erode a stroke away entirely
-        for i in range(steps):
-            mask = _erode(mask, cross=bool(i % 2))
-        return mask, w - 2 * steps
+        return _shrink(mask, steps), w - 2 * steps
     return _grow(np.pad(mask, steps + 1), steps), w + 2 * steps
 
 

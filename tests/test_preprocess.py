@@ -466,6 +466,17 @@ def test_thick_pens_keep_their_polarity() -> None:
     assert min(scores) > 0.6 and np.mean(scores) > 0.85, scores
 
 
+def test_a_thick_pen_is_thinned_not_hollowed() -> None:
+    """Strokes over twice the data set's line width were taken for areas coloured in and kept only
+    their outline: a 60 px brush on a 400 px drawing became double lines."""
+    scores = []
+    for i, d in enumerate(drawings()):
+        thin = pp.to_bitmap(canvas_png(d, np.random.default_rng(i), brush=10, extent=400))
+        scores.append(corr(thin, pp.to_bitmap(canvas_png(d, np.random.default_rng(i), brush=60, extent=400))))
+    shapes = len(SYNTHETIC_CATEGORIES) - 1  # drawings() starts with them; real ones merge details at 60 px
+    assert min(scores[:shapes]) > 0.95 and np.mean(scores) > 0.75, scores  # before: 0.75 and 0.70
+
+
 def test_a_strip_lining_the_edge_is_not_ink_but_a_crossing_stroke_is() -> None:
     mask = np.zeros((100, 120), bool)
     mask[:, :5] = True  # a table's edge down the whole left side
