@@ -560,14 +560,16 @@ def check_writable(out_dir: Path, need_bytes: int = MIN_FREE_BYTES, option: str 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise TrainError(f"{option} {out_dir}: exists and is not a folder")
-    probe_dir = out_dir if out_dir.is_dir() else out_dir.parent
-    while not probe_dir.exists() and probe_dir != probe_dir.parent:
-        probe_dir = probe_dir.parent
-    try:
-        with tempfile.NamedTemporaryFile(dir=probe_dir, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise TrainError(f"{option} {out_dir}: cannot write in {probe_dir} ({exc.strerror or exc})") from None
+    # the export builds the new folder beside the old one (the link's target for a link) and swaps them
+    target = out_dir.resolve() if out_dir.is_symlink() else out_dir
+    for probe_dir in [target.parent, target] if target.is_dir() else [target.parent]:
+        while not probe_dir.exists() and probe_dir != probe_dir.parent:
+            probe_dir = probe_dir.parent
+        try:
+            with tempfile.NamedTemporaryFile(dir=probe_dir, prefix=".write-test-"):
+                pass
+        except OSError as exc:
+            raise TrainError(f"{option} {out_dir}: cannot write in {probe_dir} ({exc.strerror or exc})") from None
     free = shutil.disk_usage(probe_dir).free
     if free < need_bytes:
         raise TrainError(

@@ -717,6 +717,31 @@ def test_screenshots_folder_is_checked_before_training(split_dir: Path, tmp_path
     assert not (tmp_path / "models").exists() and not (tmp_path / "work").exists()
 
 
+def test_the_folder_the_export_swaps_in_is_checked_before_training(tmp_path: Path, monkeypatch) -> None:
+    """The export builds the new model folder beside --out and swaps them: a writable --out in a folder
+    that is not trained to the end and only then failed (root writes anywhere, so the refusal is simulated)."""
+    import tempfile
+
+    from quickdraw_cnn import train as tr
+
+    parent = tmp_path / "deploy"
+    (parent / "models").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "link").symlink_to(parent / "models")
+    real = tempfile.NamedTemporaryFile
+
+    def refuse_parent(*args, dir=None, **kw):
+        if Path(dir) == parent:
+            raise PermissionError(13, "Permission denied")
+        return real(*args, dir=dir, **kw)
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse_parent)
+    for out in (parent / "models", tmp_path / "link"):
+        with pytest.raises(tr.TrainError, match=f"^--out {out}: cannot write in {parent} \\(Permission denied\\)$"):
+            tr.check_writable(out)
+    tr.check_writable(tmp_path / "elsewhere" / "models")
+
+
 class InterruptAfter(Exception):
     pass
 
