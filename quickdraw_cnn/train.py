@@ -419,6 +419,21 @@ class Backup(keras.callbacks.BackupAndRestore):
             print(f"resuming from epoch {self.restored_epoch + 1} (work folder {work})", file=sys.stderr)
 
 
+class StopOnDivergence(keras.callbacks.Callback):
+    """Ends the run at the first epoch whose training loss is not finite, before anything saves it.
+
+    NaN weights train on to the end unnoticed and the export then fails its reload check, blaming the
+    files; a backup of them would make every resumed run start from NaN."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise TrainError(
+                f"training diverged in epoch {epoch + 1} (loss {float(loss)}); "
+                "run again with a lower --learning-rate and --fresh"
+            )
+
+
 class EpochTimer(keras.callbacks.Callback):
     """Wall time of each epoch's training steps (validation excluded), for throughput figures."""
 
@@ -889,6 +904,7 @@ def _train(
     timer = EpochTimer()
     backup = Backup(work / "backup")
     all_callbacks = [
+        StopOnDivergence(),  # first: before the backup, the best checkpoint and the history keep the epoch
         backup,
         timer,
         keeper,

@@ -742,6 +742,18 @@ def test_the_folder_the_export_swaps_in_is_checked_before_training(tmp_path: Pat
     tr.check_writable(tmp_path / "elsewhere" / "models")
 
 
+def test_a_diverging_run_stops_at_its_first_nan_epoch(split_dir: Path, tmp_path: Path) -> None:
+    """NaN weights trained on to the end, and the export then blamed model.json+model.h5."""
+    from quickdraw_cnn.train import HISTORY_FILE, TrainError, train
+
+    config = _quick_config(split_dir, tmp_path, learning_rate=1e6, epochs=3, max_steps_per_epoch=10)
+    with pytest.raises(TrainError, match=r"^training diverged in epoch 1 \(loss nan\); run again with a lower"):
+        train(config)
+    assert not (tmp_path / "models").exists()
+    history = tmp_path / "work" / HISTORY_FILE
+    assert not history.exists() or "nan" not in history.read_text()  # nothing kept the diverged epoch
+
+
 class InterruptAfter(Exception):
     pass
 
