@@ -256,6 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; run the same command again to finish the run", file=sys.stderr)
         return 130
+    except OSError as exc:  # a disk filled up while training: the work folder keeps the finished epochs
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{prog}: error: {where}{exc.strerror or exc}; run the same command again to continue", file=sys.stderr)
+        return 1
     if "test" in metrics:
         t = metrics["test"]
         print(

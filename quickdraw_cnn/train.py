@@ -846,6 +846,8 @@ def _train(
         strategy = make_strategy(config.strategy)
     config.precision = resolve_precision(config.precision)
     configure(config.precision, config.seed)
+    work_option = "work folder" if config.work_dir is None else "--work-dir"
+    check_writable(config.resolved_work_dir(), MIN_FREE_BYTES, work_option)  # every task keeps its backups
     if task.is_chief:  # only the chief writes the model and the figures
         check_writable(Path(config.out_dir))
         if config.screenshots_dir is not None:

@@ -942,3 +942,49 @@ def test_ctrl_c_while_tensorflow_loads_is_one_line(
     assert capsys.readouterr().err.splitlines() == [
         "train_cnn.py: interrupted while loading TensorFlow; nothing was written"
     ]
+
+
+def test_a_disk_filling_up_while_training_is_one_line_and_resumable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, split_dir: Path, tmp_path: Path
+) -> None:
+    """An OSError from a callback writing the work folder escaped as a traceback."""
+    import keras
+
+    history = tmp_path / "work" / "history.csv"
+
+    def disk_full(self, epoch, logs=None):
+        raise OSError(28, "No space left on device", str(history))
+
+    monkeypatch.setattr(keras.callbacks.CSVLogger, "on_epoch_end", disk_full)
+    spec = importlib.util.spec_from_file_location("train_cnn_cli", ROOT / "train_cnn.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    args = ["--split", str(split_dir), "--out", str(tmp_path / "m"), "--work-dir", str(tmp_path / "work")]
+    args += ["--epochs", "1", "--max-steps-per-epoch", "2", "--no-onnx", "--quiet"]
+    assert cli.main(args) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"train_cnn.py: error: {history}: No space left on device; run the same command again to continue"
+    )
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_work_folder_on_a_full_disk_is_refused_before_training(
+    split_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only --out's disk was checked: a full one under --work-dir crashed h5py after the first epoch."""
+    from quickdraw_cnn import train as train_mod
+
+    full_disk = tmp_path / "full"
+    full_disk.mkdir()
+    real = shutil.disk_usage
+    monkeypatch.setattr(
+        train_mod.shutil,
+        "disk_usage",
+        lambda path: (
+            real(path)._replace(free=1000) if full_disk in Path(path).parents or Path(path) == full_disk else real(path)
+        ),
+    )
+    config = _quick_config(split_dir, tmp_path, work_dir=full_disk / "work")
+    with pytest.raises(train_mod.TrainError, match=f"^--work-dir {full_disk / 'work'}: only 0 MiB free on its disk"):
+        train_mod.train(config)
+    assert not (tmp_path / "models").exists() and not (full_disk / "work").exists()
