@@ -53,6 +53,8 @@ def scan_data_dir(data_dir: str | os.PathLike, categories: list[str] | None = No
         raise DatasetError(f"data folder {data_dir} does not exist (run download_subset.py first)")
     files = []
     for path in sorted(data_dir.glob("*.npy")):
+        if not path.stem.isprintable():  # class_names.txt holds a name per line: a newline would shift them
+            raise DatasetError(f"{path!r}: a class file's name may not hold a line break or other control character")
         try:
             rows, header_len = read_header(path)
         except NpyFormatError as exc:

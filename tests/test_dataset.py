@@ -256,6 +256,15 @@ def test_two_files_of_one_class_are_refused(data_dir: Path, tmp_path: Path) -> N
     assert "alarm clock.npy and alarm_clock.npy" in result.stderr and "both class 'alarm clock'" in result.stderr
 
 
+def test_a_class_name_with_a_line_break_is_refused(data_dir: Path, tmp_path: Path) -> None:
+    """class_names.txt holds one name per line: a file 'my<newline>robot.npy' made 5 lines for 4 outputs."""
+    write_bitmaps(data_dir / "my\nrobot.npy", encoded_rows(9, 100))
+    result = run_cli("--data", str(data_dir), "--out", str(tmp_path / "s"))
+    assert result.returncode == 1 and not (tmp_path / "s").exists()
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "my\\nrobot.npy" in lines[0] and "may not hold a line break" in lines[0], lines
+
+
 def test_a_mount_point_is_refused_as_the_split_folder(data_dir: Path) -> None:
     """A split replaces its whole folder; a mount point cannot be renamed (it failed with a raw errno)."""
     result = run_cli("--data", str(data_dir), "--out", "/")
