@@ -2,7 +2,8 @@
 
 Writes an index of (class, row) pairs into --out (split.json + train.npy, val.npy, test.npy), not a
 second copy of the drawings, so it works the same for 4,000 drawings per class and for all ~50 M.
-train_cnn.py reads it. In a notebook, use `quickdraw_cnn.dataset.load_dataset()` instead.
+train_cnn.py reads it (with no --split, the newest split under data/). In a notebook, use
+`quickdraw_cnn.dataset.load_dataset()` instead.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Train the drawing CNN on the split get_dataset.py wrote, evaluate it, report, and export it.
 
-Reads the split in --split (default data/split); with --data, first (re)makes that split from the
-<class>.npy files in DIR. Trains with AdamW + warm-up/cosine learning rate, label smoothing and random
-left-right flips, shifts, scales and rotations, early stopping on validation loss and the best weights
-kept; the exported model averages each drawing with its mirror image. Interrupted? Run the same command
-again: it continues from the last finished epoch (state in the work folder); changed training options or
-a changed split are refused (--fresh starts over).
+Reads the split in --split (default: the newest split under data/, else data/split); with --data,
+first (re)makes that split from the <class>.npy files in DIR. Trains with AdamW + warm-up/cosine learning
+rate, label smoothing and random left-right flips, shifts, scales and rotations, early stopping on
+validation loss and the best weights kept; the exported model averages each drawing with its mirror
+image. Interrupted? Run the same command again: it continues from the last finished epoch (state in the
+work folder); changed training options or a changed split are refused (--fresh starts over).
 
 Writes into --out (default models/), atomically, only at the end: model.json + model.h5 (both
 `model_from_json(...).load_weights("model.h5")` and `load_model("model.h5")` work), class_names.txt,
@@ -41,12 +41,19 @@ from quickdraw_cnn.config import (
     TEST_TIME_AUGMENTATIONS,
     TrainConfig,
 )
+from quickdraw_cnn.dataset import DEFAULT_SPLIT, default_split
 
 
 def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()  # the defaults live there, once
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--split", type=Path, default=None, help="split folder to read (default: data/split)")
+    p.add_argument(
+        "--split",
+        type=Path,
+        default=None,
+        help="split folder to read (default: the split get_dataset.py wrote last under data/, i.e. the newest "
+        "data/**/split.json; data/split when there is none)",
+    )
     p.add_argument(
         "--data",
         type=Path,
@@ -187,9 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = args.data
     if args.max_per_class is not None and args.data is None:  # also when data/ is split for you: a rerun would not
         parser.error("argument --max-per-class: only applies with --data (the split is used as it is)")
-    if args.split is None:  # the default split: made from data/ if get_dataset.py was not run yet
-        args.split = Path("data/split")
-        if data_dir is None and not (args.split / "split.json").exists() and any(Path("data").glob("*.npy")):
+    if args.split is None:  # the split get_dataset.py wrote last; made from data/ if it was not run yet
+        args.split = DEFAULT_SPLIT if data_dir is not None else default_split()
+        if args.split != DEFAULT_SPLIT:
+            print(f"{prog}: training on {args.split}, the newest split in data/", file=sys.stderr)
+        elif data_dir is None and not (args.split / "split.json").exists() and any(Path("data").glob("*.npy")):
             data_dir = Path("data")
             print(f"{prog}: no split in {args.split}; making one from {data_dir}/", file=sys.stderr)
 

@@ -25,6 +25,7 @@ from .npy_format import ROW_BYTES, NpyFormatError, open_bitmaps, read_header
 
 PARTS = ("train", "val", "test")
 SPLIT_FILE = "split.json"
+DEFAULT_SPLIT = Path("data/split")
 FORMAT_VERSION = 1
 
 
@@ -84,6 +85,20 @@ def scan_data_dir(data_dir: str | os.PathLike, categories: list[str] | None = No
 def split_counts(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
     n_val, n_test = round(n * val_fraction), round(n * test_fraction)
     return n - n_val - n_test, n_val, n_test
+
+
+def default_split(data_root: Path = Path("data")) -> Path:
+    """The split written last under `data_root` (newest split.json; folders being written, named
+    `.<name>.tmp-*`, left out), so that `python train_cnn.py` trains on what get_dataset.py wrote last
+    wherever in data/ it went; data/split when there is none."""
+    found = []
+    for path in data_root.glob(f"**/{SPLIT_FILE}"):
+        if not any(part.startswith(".") for part in path.relative_to(data_root).parts):
+            try:
+                found.append((path.stat().st_mtime, path.parent))
+            except OSError:  # removed meanwhile
+                pass
+    return max(found)[1] if found else DEFAULT_SPLIT
 
 
 def make_index(

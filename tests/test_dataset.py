@@ -265,6 +265,19 @@ def test_a_class_name_with_a_line_break_is_refused(data_dir: Path, tmp_path: Pat
     assert len(lines) == 1 and "my\\nrobot.npy" in lines[0] and "may not hold a line break" in lines[0], lines
 
 
+def test_the_default_split_is_the_newest_under_data(tmp_path: Path) -> None:
+    import os
+
+    from quickdraw_cnn.dataset import DEFAULT_SPLIT, default_split
+
+    assert default_split(tmp_path / "data") == DEFAULT_SPLIT  # nothing written yet
+    for age, folder in enumerate(["demo/.split.tmp-1", "demo/split", "split", "old"]):  # newest first
+        (tmp_path / "data" / folder).mkdir(parents=True)
+        (tmp_path / "data" / folder / "split.json").write_text("{}")
+        os.utime(tmp_path / "data" / folder / "split.json", (1e9 - age, 1e9 - age))
+    assert default_split(tmp_path / "data") == tmp_path / "data" / "demo" / "split"  # a split being written is not
+
+
 def test_a_mount_point_is_refused_as_the_split_folder(data_dir: Path) -> None:
     """A split replaces its whole folder; a mount point cannot be renamed (it failed with a raw errno)."""
     result = run_cli("--data", str(data_dir), "--out", "/")

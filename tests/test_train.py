@@ -988,3 +988,26 @@ def test_a_work_folder_on_a_full_disk_is_refused_before_training(
     with pytest.raises(train_mod.TrainError, match=f"^--work-dir {full_disk / 'work'}: only 0 MiB free on its disk"):
         train_mod.train(config)
     assert not (tmp_path / "models").exists() and not (full_disk / "work").exists()
+
+
+def test_no_split_option_trains_on_the_split_get_dataset_wrote_last(tmp_path: Path) -> None:
+    """`make demo` splits into data/demo/split; a plain `python train_cnn.py` then said "no split in data/split"."""
+    write_synthetic(tmp_path / "data", categories=CLASSES[:3], per_class=120, seed=2)
+    for out in ("data/split", "data/demo/split"):  # the second is newer
+        run = subprocess.run(
+            [sys.executable, str(ROOT / "get_dataset.py"), "--out", out], cwd=tmp_path, capture_output=True, text=True
+        )
+        assert run.returncode == 0, run.stderr
+        time.sleep(0.05)  # distinct modification times
+    args = ["--epochs", "1", "--max-steps-per-epoch", "2", "--batch-size", "16", "--no-onnx", "--quiet"]
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "train_cnn.py"), *args, "--screenshots", "shots"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "train_cnn.py: training on data/demo/split, the newest split in data/" in run.stderr.splitlines()
+    card = json.loads((tmp_path / "models" / "model_card.json").read_text())
+    assert "data/demo/split" in json.dumps(card)
