@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .categories import CategoryError, all_categories, file_stem, validate
-from .files import is_within, not_replaceable, recover_interrupted, swap_dir
+from .files import is_within, lock_folder, not_replaceable, recover_interrupted, swap_dir
 from .npy_format import ROW_BYTES, NpyFormatError, open_bitmaps, read_header
 
 PARTS = ("train", "val", "test")
@@ -173,17 +173,39 @@ def write_split(
         "seed": seed,
         "counts": {p: len(index[p]) for p in PARTS},
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; a split is ordinary data
+    # Several workers of one multi-worker run given the same --data write the same split into one shared
+    # folder: one at a time, and a split already there as it would be written is kept (only marked
+    # newest), so no worker swaps the folder away under another that is reading it.
+    lock = lock_folder(out_dir.parent / f".{out_dir.name}.lock", create=True)
     try:
-        for part in PARTS:
-            np.save(tmp / f"{part}.npy", index[part])
-        (tmp / SPLIT_FILE).write_text(json.dumps(info, indent=1))
-        recover_interrupted(out_dir)
-        swap_dir(tmp, out_dir)
+        if _holds_split(out_dir, info):
+            os.utime(out_dir / SPLIT_FILE)
+            return info
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private; a split is ordinary data
+        try:
+            for part in PARTS:
+                np.save(tmp / f"{part}.npy", index[part])
+            (tmp / SPLIT_FILE).write_text(json.dumps(info, indent=1))
+            recover_interrupted(out_dir)
+            swap_dir(tmp, out_dir)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if lock is not None:
+            os.close(lock)
     return info
+
+
+def _holds_split(split_dir: Path, info: dict) -> bool:
+    """`split_dir` holds the split `info` describes, whole. The index depends only on what split.json
+    records (the classes, their row counts, the fractions, the seed), so equal records mean equal parts."""
+    try:
+        if json.loads((split_dir / SPLIT_FILE).read_text()) != json.loads(json.dumps(info)):
+            return False
+        return all(len(np.load(split_dir / f"{p}.npy", mmap_mode="r")) == info["counts"][p] for p in PARTS)
+    except (OSError, ValueError):
+        return False
 
 
 def check_split_target(out_dir: Path, data_dir: Path, option: str = "--out") -> None:

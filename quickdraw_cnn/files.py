@@ -71,12 +71,13 @@ def is_within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def lock_folder(folder: str | os.PathLike, wait: bool = True) -> int | None:
+def lock_folder(folder: str | os.PathLike, wait: bool = True, create: bool = False) -> int | None:
     """An advisory lock on `folder` itself (flock), held until the returned descriptor is closed; None
-    where the OS has no flock. With `wait=False`, BlockingIOError if another process holds it."""
+    where the OS has no flock. With `wait=False`, BlockingIOError if another process holds it. With
+    `create`, `folder` is a lock file, made if missing."""
     if fcntl is None:
         return None
-    fd = os.open(folder, os.O_RDONLY)
+    fd = os.open(folder, os.O_RDONLY | (os.O_CREAT if create else 0), 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BaseException:

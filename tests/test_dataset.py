@@ -123,7 +123,46 @@ def test_cli_writes_split_and_replaces_it_whole(data_dir: Path, tmp_path: Path) 
     result = run_cli("--data", str(data_dir), "--out", str(out), "--max-per-class", "100", "--seed", "2")
     assert result.returncode == 0, result.stderr
     assert len(np.load(out / "train.npy")) == 320 != len(first)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "split"], "no temporary folder left"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".split.lock", "data", "split"], "no temporary folder left"
+
+
+RACE = """
+import sys
+from quickdraw_cnn.dataset import write_split
+for _ in range(20):
+    write_split(sys.argv[1], sys.argv[2])
+"""
+
+
+def test_workers_writing_the_same_split_at_once_all_succeed(data_dir: Path, tmp_path: Path) -> None:
+    """Multi-worker runs given the same --data on a shared folder each write the split: one swapped
+    the folder away while another was swapping it ("cannot write the split (No such file ...)")."""
+    out = tmp_path / "split"
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACE, str(data_dir), str(out)], cwd=ROOT, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    errors = [w.communicate(timeout=120)[1] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0, 0], errors
+    want = write_split(data_dir, tmp_path / "alone")
+    assert Split.load(out).info["counts"] == want["counts"]
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == [".alone.lock", ".split.lock", "alone", "data", "split"], "no temporary folder left"
+
+
+def test_rewriting_the_same_split_keeps_the_folder_and_marks_it_newest(data_dir: Path, tmp_path: Path) -> None:
+    import os
+
+    out = tmp_path / "split"
+    write_split(data_dir, out)
+    folder, written = out.stat().st_ino, (out / "split.json").stat().st_mtime
+    os.utime(out / "split.json", (written - 100, written - 100))
+    write_split(data_dir, out)  # the same split: a worker reading it is not disturbed
+    assert out.stat().st_ino == folder and (out / "split.json").stat().st_mtime >= written
+    write_split(data_dir, out, seed=1)  # another split replaces it
+    assert out.stat().st_ino != folder and Split.load(out).info["seed"] == 1
 
 
 def write_raw(path: Path, payload: bytes) -> None:
