@@ -846,12 +846,12 @@ def _train(
         strategy = make_strategy(config.strategy)
     config.precision = resolve_precision(config.precision)
     configure(config.precision, config.seed)
-    work_option = "work folder" if config.work_dir is None else "--work-dir"
-    check_writable(config.resolved_work_dir(), MIN_FREE_BYTES, work_option)  # every task keeps its backups
     if task.is_chief:  # only the chief writes the model and the figures
         check_writable(Path(config.out_dir))
         if config.screenshots_dir is not None:
             check_writable(Path(config.screenshots_dir), FIGURES_BYTES, "--screenshots")
+    work_option = "work folder" if config.work_dir is None else "--work-dir"
+    check_writable(config.resolved_work_dir(), MIN_FREE_BYTES, work_option)  # every task keeps its backups
     split = Split.load(config.split_dir)
     check_paths(config, split.data_dir)
     class_names = split.class_names
