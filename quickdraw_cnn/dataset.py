@@ -237,6 +237,14 @@ def advise_random(bitmaps: Sequence[np.ndarray]) -> None:
                 pass
 
 
+def _load_index(path: Path) -> np.ndarray:
+    """A part's index file; a damaged one named as such (numpy would suggest loading it with pickle)."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError:
+        raise DatasetError(f"{path}: not an index array (damaged? run get_dataset.py again)") from None
+
+
 class Split:
     """A split written by `write_split`, reading drawings lazily from the memory-mapped class files."""
 
@@ -251,9 +259,11 @@ class Split:
             self.data_dir = (split_dir / self.info["data_dir"]).resolve()
             if not self.data_dir.is_dir():  # the split was moved without its data: try where it was made
                 self.data_dir = Path(self.info.get("data_dir_absolute", self.data_dir))
-            self.index = {p: np.load(split_dir / f"{p}.npy") for p in PARTS}
+            self.index = {p: _load_index(split_dir / f"{p}.npy") for p in PARTS}
             files = self.info["files"]
             used = np.array([int(entry["used"]) for entry in files], np.int64)
+        except DatasetError:
+            raise
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DatasetError(f"{split_dir}: unreadable split ({exc})") from None
         if [entry.get("name") for entry in files] != self.class_names:
@@ -265,8 +275,16 @@ class Split:
             path = self.data_dir / entry["file"]
             try:
                 mm = open_bitmaps(path)
-            except (OSError, NpyFormatError) as exc:
-                raise DatasetError(f"{path}: {exc} (the split in {split_dir} needs it)") from None
+            except FileNotFoundError:
+                raise DatasetError(
+                    f"{path}: missing, the file of class '{entry['name']}' (the split in {split_dir} needs it)"
+                ) from None
+            except OSError as exc:
+                raise DatasetError(
+                    f"{path}: cannot read ({exc.strerror or exc}; the split in {split_dir} needs it)"
+                ) from None
+            except NpyFormatError as exc:  # its message names the file
+                raise DatasetError(f"{exc} (the split in {split_dir} needs it)") from None
             if len(mm) < entry["used"]:
                 raise DatasetError(f"{path}: has {len(mm)} rows, the split uses {entry['used']}")
             self.bitmaps.append(mm)

@@ -890,6 +890,23 @@ def test_split_with_inconsistent_names_or_index_is_refused(split_dir: Path, tmp_
     np.save(bad / "val.npy", np.zeros((4, 3), np.int32))
     with pytest.raises(DatasetError, match="val.npy: not an \\(N, 2\\) integer array"):
         Split.load(bad)
+    bad = _damaged_split(split_dir, tmp_path, "garbage")  # numpy advised loading it with pickle
+    (bad / "val.npy").write_bytes(b"garbage" * 50)
+    with pytest.raises(DatasetError, match=f"^{bad / 'val.npy'}: not an index array \\(damaged"):
+        Split.load(bad)
+
+
+def test_a_class_file_missing_or_cut_short_is_named_once(tmp_path: Path) -> None:
+    """The file's path came twice for a truncated file, and a raw [Errno 2] for a missing one."""
+    write_synthetic(tmp_path / "data", categories=CLASSES[:3], per_class=60, seed=3)
+    write_split(tmp_path / "data", tmp_path / "split")
+    square = tmp_path / "data" / "square.npy"
+    square.write_bytes(square.read_bytes()[:-1000])
+    with pytest.raises(DatasetError, match=f"^{square}: truncated \\(.*\\) \\(the split in .* needs it\\)$"):
+        Split.load(tmp_path / "split")
+    square.unlink()
+    with pytest.raises(DatasetError, match=f"^{square}: missing, the file of class 'square' \\(the split in"):
+        Split.load(tmp_path / "split")
 
 
 def test_making_the_split_names_the_split_option(split_dir: Path, tmp_path: Path) -> None:
