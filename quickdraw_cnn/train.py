@@ -49,6 +49,7 @@ from .config import (
     TrainConfig,
 )
 from .dataset import SPLIT_FILE, DatasetError, Split, gather, scan_data_dir, write_split
+from .download import read_manifest
 from .files import is_within, lock_folder, not_replaceable, write_text_atomic
 from .model import (
     FLOP_PER_TRAINED_DRAWING,
@@ -619,6 +620,19 @@ def check_paths(config: TrainConfig, data_dir: Path) -> None:
         raise TrainError(f"--out {config.out_dir} and the work folder {work} must not hold one another")
 
 
+def data_sources(split: Split) -> dict[str, int]:
+    """Classes per source, from the data folder's manifest.json (download_subset.py writes it):
+    "synthetic", the folder of the URLs downloaded, or "unrecorded". A model trained on made-up doodles,
+    or on a mix, says so in its card."""
+    recorded = read_manifest(split.data_dir)
+    sources: dict[str, int] = {}
+    for entry in split.info["files"]:
+        source = str(recorded.get(entry["file"], {}).get("source", "unrecorded"))
+        source = source if source in ("synthetic", "unrecorded") else source.rsplit("/", 1)[0]
+        sources[source] = sources.get(source, 0) + 1
+    return sources
+
+
 def split_fingerprint(split_dir: Path) -> str:
     """SHA-256 of split.json: it changes whenever the split is remade differently (classes, rows, seed)."""
     return hashlib.sha256((Path(split_dir) / SPLIT_FILE).read_bytes()).hexdigest()
@@ -993,6 +1007,7 @@ def _train(
             "data_dir": str(config.data_dir or split.data_dir),
             "counts": split.info.get("counts"),
             "max_per_class": split.info.get("max_per_class"),
+            "sources": data_sources(split),
         },
         "metrics": {k: metrics["test"][k] for k in ("top1_accuracy", "top5_accuracy", "loss")},
         "epochs": len(history.get("epoch", [])),

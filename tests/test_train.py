@@ -76,6 +76,7 @@ def test_short_run_learns_and_reports(trained: tuple[Path, dict]) -> None:
     assert (out / "class_names.txt").read_text().split("\n")[:-1] == CLASSES
     card = json.loads((out / "model_card.json").read_text())
     assert card["num_classes"] == len(CLASSES)
+    assert card["data"]["sources"] == {"unrecorded": len(CLASSES)}  # write_synthetic keeps no manifest
     assert card["metrics"]["top1_accuracy"] == pytest.approx(metrics["test"]["top1_accuracy"])
     for shot in ("training_curves.png", "confused_pairs.png", "prediction_result.png", "confusion_matrix.png"):
         assert (base / "shots" / shot).stat().st_size > 1000, shot
@@ -1028,3 +1029,22 @@ def test_no_split_option_trains_on_the_split_get_dataset_wrote_last(tmp_path: Pa
     assert "train_cnn.py: training on data/demo/split, the newest split in data/" in run.stderr.splitlines()
     card = json.loads((tmp_path / "models" / "model_card.json").read_text())
     assert "data/demo/split" in json.dumps(card)
+
+
+def test_the_model_card_says_where_the_drawings_came_from(tmp_path: Path) -> None:
+    """A model of made-up doodles (download_subset.py --synthetic), or of a mix, looked like any other."""
+    from quickdraw_cnn.download import record_files
+    from quickdraw_cnn.train import data_sources
+
+    write_synthetic(tmp_path / "data", categories=CLASSES[:4], per_class=40, seed=4)
+    url = "https://storage.googleapis.com/quickdraw_dataset/full/numpy_bitmap"
+    record_files(
+        tmp_path / "data",
+        [
+            {"name": "circle", "file": "circle.npy", "source": "synthetic"},
+            {"name": "line", "file": "line.npy", "source": f"{url}/line.npy"},
+            {"name": "square", "file": "square.npy", "source": f"{url}/square.npy"},
+        ],
+    )
+    write_split(tmp_path / "data", tmp_path / "split")
+    assert data_sources(Split.load(tmp_path / "split")) == {"synthetic": 1, url: 2, "unrecorded": 1}
