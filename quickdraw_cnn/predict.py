@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from quickdraw_cnn.preprocess import Source, to_bitmap
+from quickdraw_cnn.preprocess import PreprocessError, Source, to_bitmap
 
 BACKENDS = ("tf", "onnx")
 
@@ -337,8 +337,8 @@ class Predictor:
         return np.asarray(self.runner(x))
 
     def top_k(self, probs: np.ndarray, top: int = 5) -> list[list[tuple[str, float]]]:
-        if int(top) < 1:
-            raise ValueError(f"top must be at least 1, got {top}")
+        if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+            raise ValueError(f"top must be a whole number of at least 1, got {top!r}")
         top = min(int(top), len(self.class_names))
         order = np.argsort(-probs, axis=1, kind="stable")[:, :top]
         return [[(self.class_names[i], float(p[i])) for i in row] for p, row in zip(probs, order)]
@@ -352,11 +352,13 @@ class Predictor:
 
     def predict_many(self, sources: Sequence[Source], top: int = 5) -> list[list[tuple[str, float]]]:
         """Predict many drawings in one batch; a PreprocessError names the bad item's position."""
+        if isinstance(sources, (str, bytes, bytearray, os.PathLike)):
+            raise TypeError("predict_many takes a list of drawings; predict takes one")
         bitmaps = []
         for i, s in enumerate(sources):
             try:
                 bitmaps.append(to_bitmap(s))
-            except ValueError as exc:
+            except PreprocessError as exc:  # every kind takes its message alone
                 raise type(exc)(f"item {i}: {exc}") from None
         if not bitmaps:
             return []

@@ -789,6 +789,10 @@ def _json(text: str) -> Any:
         return json.loads(text)
     except RecursionError:
         raise BadStrokesError("JSON nested too deeply") from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # an integer of more digits than Python converts
+        raise BadStrokesError("JSON number out of range") from None
 
 
 def load_strokes(obj: Any) -> list:
@@ -877,6 +881,8 @@ def _array_to_image(a: np.ndarray) -> Image.Image:
             raise NotAnImageError("array has non-finite values")
         if a.max() <= 1.0 and a.min() >= 0.0:
             a = a * 255.0
+        elif a.max() > 255.0 and a.max() <= 65535.0 and a.min() >= 0.0:  # 16-bit levels, as in a 16-bit PNG
+            a = a / 257.0
         a = np.clip(np.round(a), 0, 255).astype(np.uint8)
     return Image.fromarray(a, {2: "L", 3: "RGB", 4: "RGBA"}[a.ndim if a.ndim == 2 else a.shape[2]])
 
@@ -956,9 +962,16 @@ def to_bitmap(source: Source) -> np.ndarray:
     Raises a PreprocessError subclass.
     """
     if isinstance(source, Image.Image):
-        return preprocess_image(source)
+        try:
+            return preprocess_image(source)
+        except PreprocessError:
+            raise
+        except (ValueError, OSError) as exc:  # a closed image, say
+            raise NotAnImageError(f"unusable image ({exc})") from None
     if isinstance(source, np.ndarray):
         if source.dtype == np.uint8 and source.shape in ((28, 28), (28, 28, 1), (784,)):
+            if int(source.max()) - int(source.min()) < MIN_CONTRAST:  # as for a 28x28 image file
+                raise NoDrawingError()
             return source.reshape(SIZE, SIZE).copy()
         return preprocess_image(_array_to_image(source))
     if isinstance(source, (list, dict)):
@@ -974,9 +987,22 @@ def to_bitmap(source: Source) -> np.ndarray:
         if _DATA_PREFIX.match(data[:DATA_URL_HEAD]):
             raise NotAnImageError(NO_COMMA)
         return preprocess_image(open_image(data))
+    if (
+        isinstance(source, str)
+        and not os.path.exists(source)
+        and _looks_like_json(source[:64].encode("utf-8", "replace"))
+    ):
+        return strokes_to_bitmap(source)  # strokes JSON sent as text
     if isinstance(source, (str, os.PathLike)):
-        if not os.fspath(source):
+        name = os.fspath(source)
+        if not name:
             raise PreprocessError("empty file name")
+        try:
+            os.fsencode(name)
+        except (UnicodeError, TypeError):
+            raise PreprocessError("not a valid file name") from None
+        if "\x00" in str(name):
+            raise PreprocessError("not a valid file name (a NUL character)")
         path = Path(source)
         if _is_stream(path):  # a pipe (`<(curl ...)`, /dev/stdin): its size is unknown until read
             with open(path, "rb") as fh:
@@ -1018,6 +1044,10 @@ def save_enlarged(bitmap: np.ndarray, path: str | os.PathLike, scale: int = 10) 
     img = img.resize((SIZE * scale, SIZE * scale), Image.NEAREST)
     img = ImageOps.expand(img, border=2, fill=96)
     tmp = path.with_name(path.name + ".part")
-    img.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    try:
+        img.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path

@@ -37,6 +37,11 @@ RADIUS_ADJUST = -0.375
 RDP_EPSILON = 2.0
 SIMPLIFIED_MAX = 255.0
 MIN_EXTENT = 1e-9  # coordinate units: a drawing smaller than this is a dot
+# An upload's strokes are refused beyond these, so a small JSON file cannot take the memory and time of
+# resampling millions of units: real drawings run to ~1,000 units (most) and 36,000 (the longest of
+# 8,600 in ../shared) at the data set's scale, and to a few hundred points.
+MAX_POINTS = 200_000
+MAX_PATH_UNITS = 200_000.0
 
 Strokes = list[list[list[float]]]
 
@@ -52,8 +57,11 @@ def _as_arrays(strokes: Sequence) -> list[np.ndarray]:
     for i, stroke in enumerate(strokes):
         if len(stroke) < 2:
             raise ValueError(f"stroke {i} must hold an x list and a y list")
-        xs = np.asarray(stroke[0], dtype=np.float64).ravel()
-        ys = np.asarray(stroke[1], dtype=np.float64).ravel()
+        try:
+            xs = np.asarray(stroke[0], dtype=np.float64).ravel()
+            ys = np.asarray(stroke[1], dtype=np.float64).ravel()
+        except (OverflowError, TypeError, ValueError):
+            raise ValueError(f"stroke {i} has coordinates that are not numbers a float holds") from None
         if len(xs) != len(ys):
             raise ValueError(f"stroke {i} has {len(xs)} x values but {len(ys)} y values")
         if len(xs) == 0:
@@ -63,6 +71,9 @@ def _as_arrays(strokes: Sequence) -> list[np.ndarray]:
         arrays.append(np.stack([xs, ys]))
     if not arrays:
         raise ValueError("no strokes")
+    points = sum(a.shape[1] for a in arrays)
+    if points > MAX_POINTS:
+        raise ValueError(f"{points:,} points; a drawing has at most {MAX_POINTS:,}")
     return arrays
 
 
@@ -195,9 +206,18 @@ def prepare_strokes(strokes: Sequence) -> Strokes:
     arrays = _as_arrays(strokes)
     allpts = np.concatenate(arrays, axis=1)
     lo = allpts.min(axis=1, keepdims=True)
-    extent = float((allpts.max(axis=1, keepdims=True) - lo).max())
+    with np.errstate(over="ignore"):
+        extent = float((allpts.max(axis=1, keepdims=True) - lo).max())
+        length = sum(float(np.hypot(*np.diff(a, axis=1)).sum()) for a in arrays)
+    if not (np.isfinite(extent) and np.isfinite(length)):
+        raise ValueError("coordinates too far apart (their differences overflow)")
     # Below a billionth of a unit the drawing is a dot; scaling it up would overflow to inf/NaN.
     factor = SIMPLIFIED_MAX / extent if extent > MIN_EXTENT else 0.0
+    if length * factor > MAX_PATH_UNITS:
+        raise ValueError(
+            f"strokes {length * factor:,.0f} units long at the data set's scale; a drawing is at most "
+            f"{MAX_PATH_UNITS:,.0f}"
+        )
     pts, stroke = _resample([(a - lo) * factor for a in arrays])
     edge = np.ones(len(pts), dtype=bool)
     edge[1:-1] = (stroke[1:-1] != stroke[:-2]) | (stroke[1:-1] != stroke[2:])  # each stroke's ends

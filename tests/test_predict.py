@@ -92,6 +92,28 @@ def test_predict_api_on_strokes_images_and_batches(exported) -> None:
     assert many[0] == many[2]  # strokes and their direct rendering are the same input
 
 
+def test_what_a_client_sends_gets_a_preprocess_error_or_an_answer(exported) -> None:
+    """A backend catching PreprocessError answered 500 to these (independent review, stop 18)."""
+    from quickdraw_cnn.preprocess import BadStrokesError, PreprocessError
+
+    out, _ = exported
+    p = Predictor.load(out, backend="onnx")
+    strokes = generate_strokes("circle", np.random.default_rng(7))
+    assert p.predict(json.dumps({"drawing": strokes})) == p.predict(strokes)  # strokes JSON as text, not a path
+    for bad in ("\ud800.png", "a\x00b.png", b"[[[0, " + b"9" * 400 + b", 1], [0, 1, 2]]]"):
+        with pytest.raises(PreprocessError):
+            p.predict(bad)
+    with pytest.raises(BadStrokesError, match="^item 1: stroke 0 has coordinates"):  # was a TypeError
+        p.predict_many([strokes, [[[0, 10**400, 1], [0, 1, 2]]]])
+    with pytest.raises(PreprocessError, match="^item 1: not a valid file name$"):
+        p.predict_many([strokes, "\ud800.png"])
+    with pytest.raises(TypeError, match="predict_many takes a list"):  # it read the name's characters
+        p.predict_many("a.png")
+    for top in (None, 1.5, 0, True):
+        with pytest.raises(ValueError, match="top must be a whole number"):
+            p.predict(strokes, top=top)
+
+
 def test_export_keeps_other_files_and_previous_model_on_failure(exported, tmp_path: Path) -> None:
     from quickdraw_cnn.export import ExportError, export_model, recover_interrupted
 

@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import time
+import warnings
 import zlib
 from pathlib import Path
 
@@ -694,6 +695,41 @@ def test_a_data_url_cut_before_its_comma_is_named(tmp_path: Path, monkeypatch) -
             pp.to_bitmap(source)
     with pytest.raises(pp.PreprocessError, match="^no such file$"):
         pp.to_bitmap("cat.png")
+
+
+def test_strokes_too_big_or_out_of_range_are_refused_at_once(circle) -> None:
+    """A 563 KB zigzag took 41 s and 2.4 GB; a 400-digit number and a 1e308 range were tracebacks or
+    a confident answer after numpy warnings."""
+    zigzag = [[[0, 1000] * 30_000, list(range(60_000))]]
+    for strokes, message in [
+        (zigzag, "units long at the data set's scale; a drawing is at most 200,000"),
+        ([[list(range(250_000)), [0] * 250_000]], "250,000 points; a drawing has at most 200,000"),
+        (b"[[[0, " + b"9" * 400 + b", 1], [0, 1, 2]]]", "stroke 0 has coordinates that are not numbers"),
+        (b"[[[0, " + b"9" * 5000 + b", 1], [0, 1, 2]]]", "^JSON number out of range$"),
+        ([[[-1e308, 1e308, 0], [0, 50, 100]]], "coordinates too far apart"),
+    ]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no numpy RuntimeWarning on the way
+            with pytest.raises(pp.BadStrokesError, match=message):
+                pp.to_bitmap(strokes)
+    pp.to_bitmap([[[0, 1000] * 100, list(range(200))]])  # a dense scribble is still a drawing
+
+
+def test_odd_python_sources_are_read_or_named(tmp_path: Path, circle) -> None:
+    image = dark_on_white(circle)
+    grey = np.asarray(image.convert("L"))
+    want = pp.to_bitmap(grey)
+    np.testing.assert_array_equal(pp.to_bitmap(grey.astype(np.uint16) * 257), want)  # was clipped: no drawing
+    with pytest.raises(pp.NoDrawingError):  # a blank bitmap was classified
+        pp.to_bitmap(np.zeros((28, 28), np.uint8))
+    closed = image.copy()
+    closed.close()
+    with pytest.raises(pp.NotAnImageError, match="unusable image"):
+        pp.to_bitmap(closed)
+    (tmp_path / "taken.png").mkdir()
+    with pytest.raises(OSError):
+        pp.save_enlarged(want, tmp_path / "taken.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.png"]  # no .part left behind
 
 
 def test_a_pipe_is_read_whole(tmp_path: Path, circle) -> None:
