@@ -257,6 +257,7 @@ class _Job:
     skip: bool = False
     plan_bytes: int = 0  # bytes expected to fetch (estimate from the pinned manifest)
     target_bytes: int | None = None  # size of the finished file, when known
+    kept: str | None = None  # why a local file this run cannot vouch for is left alone (the class fails)
 
 
 def _trusted_rows(path: Path, entry: dict | None, url: str) -> tuple[int, bool] | None:
@@ -270,6 +271,27 @@ def _trusted_rows(path: Path, entry: dict | None, url: str) -> tuple[int, bool] 
     if rows != entry.get("rows") or path.stat().st_size != entry.get("bytes"):
         return None
     return rows, bool(entry.get("complete"))
+
+
+def _foreign_rows(path: Path, entry: dict | None) -> str | None:
+    """Why a whole, readable class file that this run did not write must not be replaced: drawings
+    from elsewhere (a colleague's, another mirror's, more rows than asked) would be lost. Made-up
+    doodles (--synthetic) and damaged files are replaced."""
+    if (entry or {}).get("source") == "synthetic" or not path.exists():
+        return None
+    try:
+        rows, header_len = read_header(path)
+        if path.stat().st_size != header_len + rows * ROW_BYTES:
+            return None
+    except (OSError, NpyFormatError):
+        return None
+    if entry is None:
+        origin = "that manifest.json does not record"
+    elif entry.get("rows") != rows or entry.get("bytes") != path.stat().st_size:
+        origin = "changed since manifest.json recorded it"
+    else:
+        origin = f"from {entry.get('source')}"
+    return f"{path} holds {rows:,} drawings {origin}; kept (move or delete it to download this class)"
 
 
 def _plan(names: Sequence[str], out_dir: Path, base_url: str, max_rows: int | None) -> list[_Job]:
@@ -303,6 +325,8 @@ def _plan(names: Sequence[str], out_dir: Path, base_url: str, max_rows: int | No
         if trusted is not None:
             job.have = trusted[0]
             job.skip = trusted[1] or (max_rows is not None and trusted[0] >= max_rows)
+        elif max_rows is not None or remote is None:  # a whole pinned file is refetched only when it is wrong
+            job.kept = _foreign_rows(path, local.get(path.name))
         if remote is not None:
             header = remote.bytes - remote.rows * ROW_BYTES
             rows = remote.rows if max_rows is None else min(max_rows, remote.rows)
@@ -784,15 +808,17 @@ def download(
     out.mkdir(parents=True, exist_ok=True)
     log = log or (lambda s: tqdm.write(s, file=sys.stderr))
     jobs = _plan(names, out, base_url, max_rows)
-    pending = [j for j in jobs if not j.skip]
+    pending = [j for j in jobs if not j.skip and not j.kept]
     planned = sum(j.plan_bytes for j in pending)
     unknown = sum(1 for j in pending if j.target_bytes is None)
     report = DownloadReport([ClassResult(j.name, j.path, "skipped", j.have) for j in jobs if j.skip])
+    report.results += [ClassResult(j.name, j.path, "failed", error=j.kept) for j in jobs if j.kept]
     rows_txt = "whole files" if max_rows is None else f"up to {max_rows:,} drawings each"
     plan = (
         f"{len(jobs)} {'class' if len(jobs) == 1 else 'classes'} ({rows_txt}) from {base_url}: "
-        f"{len(jobs) - len(pending)} already complete, about {_human(planned)} to fetch"
+        f"{sum(j.skip for j in jobs)} already complete, about {_human(planned)} to fetch"
         + (f" plus {unknown} files of unknown size" if unknown else "")
+        + (f"; {len(report.failed)} left as found (named at the end)" if report.failed else "")
     )
     if not pending:
         log(plan)

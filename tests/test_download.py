@@ -286,6 +286,28 @@ def test_file_from_another_source_is_replaced(npy_server: NpyServer, tmp_path: P
     assert dl.read_manifest(out)["cat.npy"]["source"] == f"{npy_server.base_url}/cat.npy"
 
 
+def test_drawings_this_downloader_did_not_write_are_never_replaced(npy_server: NpyServer, tmp_path: Path) -> None:
+    """A colleague's 300-row cat.npy (no manifest entry), or 300 rows from another mirror, were
+    silently replaced by the 10 rows asked for here."""
+    npy_server.add_file("cat", 400, seed=9)
+    npy_server.add_file("dog", 400, seed=8)
+    out = tmp_path / "data"
+    out.mkdir()
+    theirs = dl.fixed_length_header(300, 128) + (bytes(range(256)) * 1000)[: 300 * 784]
+    (out / "cat.npy").write_bytes(theirs)
+    (out / "dog.npy").write_bytes(theirs)
+    dl.record_files(out, [dl._entry("dog", out / "dog.npy", "https://mirror.example/dog.npy", 300, False)])
+    report = fetch(npy_server, out, ["cat", "dog"], 10)
+    assert sorted(report.failed) == ["cat", "dog"] and npy_server.records() == []
+    errors = sorted(r.error for r in report.results)
+    kept = "kept (move or delete it to download this class)"
+    assert errors[0] == f"{out / 'cat.npy'} holds 300 drawings that manifest.json does not record; {kept}"
+    assert errors[1].startswith(f"{out / 'dog.npy'} holds 300 drawings from https://mirror.example/dog.npy; kept")
+    assert (out / "cat.npy").read_bytes() == theirs == (out / "dog.npy").read_bytes()
+    (out / "cat.npy").write_bytes(theirs[:-100])  # a damaged file is replaced, as before
+    assert fetch(npy_server, out, ["cat"], 10).failed == [] and len(np.load(out / "cat.npy")) == 10
+
+
 def test_disk_space_is_checked_before_any_request(
     npy_server: NpyServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
