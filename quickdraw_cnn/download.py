@@ -64,6 +64,8 @@ EXIT_FAILED, EXIT_USAGE, EXIT_CANNOT_START, EXIT_INTERRUPTED = 1, 2, 3, 130
 MAX_WORKERS = 64  # each is a thread with its own connection and progress bar
 INTERRUPT_GRACE = 2.0  # s: how long Ctrl-C waits for the workers it woke to leave their files whole
 MAX_SECONDS = 3600.0  # for --timeout and --backoff: beyond an hour is a typo, and the OS refuses ~1e9
+MAX_WAIT = 60.0  # the longest wait between retries that doubling reaches (a longer --backoff is kept)
+MAX_RETRIES = 1000
 MAX_SYNTHETIC_ROWS = 200_000  # one class is generated in memory (784 bytes a drawing): 157 MB at most
 
 
@@ -681,8 +683,8 @@ class _Fetcher:
                     failures = 0 if progressed else failures + 1
                     if failures > ctx.retries:
                         raise _GaveUp(f"{exc} (gave up after {ctx.retries} retries)") from None
-                    if failures:
-                        time.sleep(ctx.backoff * 2 ** (failures - 1))
+                    if failures:  # doubling, up to MAX_WAIT: 20 retries were 291 hours of waiting
+                        time.sleep(min(ctx.backoff * 2 ** (failures - 1), max(ctx.backoff, MAX_WAIT)))
             return self._finish()
         except _GaveUp as exc:
             msg = f"{exc}; {self.have:,} rows kept in {self.part.name}, rerun to resume"
@@ -961,17 +963,18 @@ def build_parser(prog: str, description: str, default_categories: Path, default_
     )
     p.add_argument(
         "--retries",
-        type=non_negative_int,
+        type=at_most(non_negative_int, MAX_RETRIES),
         default=5,
         metavar="N",
-        help="retries per class on timeouts, resets and 5xx errors, with exponential backoff (default 5)",
+        help=f"retries per class on timeouts, resets and 5xx errors, with exponential backoff (default 5, at "
+        f"most {MAX_RETRIES:,})",
     )
     p.add_argument(
         "--backoff",
         type=at_most(non_negative_float, MAX_SECONDS),
         default=1.0,
         metavar="SECONDS",
-        help="wait before the first retry, doubled each time (default 1.0)",
+        help=f"wait before the first retry, doubled each time up to {MAX_WAIT:g} s (default 1.0)",
     )
     p.add_argument(
         "--timeout",

@@ -180,6 +180,16 @@ def test_transient_faults_are_retried(npy_server: NpyServer, tmp_path: Path, kin
     np.testing.assert_array_equal(np.load(out / "cat.npy"), rows[:450])
 
 
+def test_retry_waits_double_up_to_a_minute(npy_server: NpyServer, tmp_path: Path, monkeypatch) -> None:
+    """Doubling had no ceiling: 20 retries of a failing server waited 291 hours for one class."""
+    npy_server.add_file("cat", 50)
+    npy_server.add_fault("cat", "error500", times=12)
+    waits: list[float] = []
+    monkeypatch.setattr(dl.time, "sleep", waits.append)
+    assert fetch(npy_server, tmp_path / "data", ["cat"], 10, retries=12, backoff=10.0).failed == []
+    assert waits == [10.0, 20.0, 40.0] + [60.0] * 9
+
+
 def test_slow_server_times_out_and_is_retried(npy_server: NpyServer, tmp_path: Path) -> None:
     rows = npy_server.add_file("cat", 300)
     npy_server.add_fault("cat", "slow", delay=1.5)
@@ -452,6 +462,7 @@ def test_cli_synthetic_writes_the_same_layout_offline(tmp_path: Path) -> None:
         (["--workers", "0"], "--workers"),
         (["--workers", "100000000"], "--workers"),
         (["--retries", "-1"], "--retries"),
+        (["--retries", "99999999999"], "--retries"),
         (["--base-url", "http://[::1"], "--base-url"),
         (["--base-url", "ftp://example.org/x"], "--base-url"),
         (["--synthetic", "--seed", "-1"], "--seed"),
