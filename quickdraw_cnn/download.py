@@ -196,14 +196,21 @@ _manifest_lock = threading.Lock()
 
 
 def read_manifest(out_dir: Path) -> dict[str, dict]:
-    """Entries of `<out>/manifest.json` keyed by file name; empty when absent or unreadable."""
+    """Entries of `<out>/manifest.json` keyed by file name; empty when there is none.
+
+    Raises DownloadError for a manifest.json that is not this downloader's (another tool's, in a folder
+    given as --out): rewriting it would destroy it. Entries that are not records count as unrecorded."""
     path = Path(out_dir) / MANIFEST_NAME
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        files = data.get("files", {})
-        return files if isinstance(files, dict) else {}
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return {}
+    except (OSError, ValueError) as exc:
+        raise DownloadError(f"{path}: unreadable ({getattr(exc, 'strerror', None) or exc}); move it away") from None
+    files = data.get("files", {}) if isinstance(data, dict) else None
+    if not isinstance(files, dict):
+        raise DownloadError(f'{path}: not this downloader\'s manifest (no "files" record); move it away')
+    return {name: entry for name, entry in files.items() if isinstance(entry, dict)}
 
 
 @contextlib.contextmanager
@@ -1007,7 +1014,11 @@ def _synthetic(args: argparse.Namespace) -> int:
     except (cat.CategoryError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    recorded = read_manifest(args.out) if args.out.is_dir() else {}
+    try:
+        recorded = read_manifest(args.out) if args.out.is_dir() else {}
+    except DownloadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_START
     kept = [  # real drawings (downloaded, or of unknown origin) are never replaced by made-up ones
         n
         for n in names

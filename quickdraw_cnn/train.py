@@ -49,7 +49,7 @@ from .config import (
     TrainConfig,
 )
 from .dataset import SPLIT_FILE, DatasetError, Split, gather, scan_data_dir, write_split
-from .download import read_manifest
+from .download import DownloadError, read_manifest
 from .files import is_within, lock_folder, not_replaceable, write_text_atomic
 from .model import (
     FLOP_PER_TRAINED_DRAWING,
@@ -624,7 +624,10 @@ def data_sources(split: Split) -> dict[str, int]:
     """Classes per source, from the data folder's manifest.json (download_subset.py writes it):
     "synthetic", the folder of the URLs downloaded, or "unrecorded". A model trained on made-up doodles,
     or on a mix, says so in its card."""
-    recorded = read_manifest(split.data_dir)
+    try:
+        recorded = read_manifest(split.data_dir)
+    except DownloadError:  # another tool's manifest.json: it records nothing of ours
+        recorded = {}
     sources: dict[str, int] = {}
     for entry in split.info["files"]:
         source = str(recorded.get(entry["file"], {}).get("source", "unrecorded"))

@@ -488,6 +488,26 @@ def test_cli_out_that_cannot_be_a_folder_is_one_clear_line(npy_server: NpyServer
     assert a_file.read_text() == "x"
 
 
+def test_another_tools_manifest_is_one_line_and_left_alone(npy_server: NpyServer, tmp_path: Path) -> None:
+    """A manifest.json of another format was an AttributeError traceback (and would have been rewritten)."""
+    npy_server.add_file("cat", 50)
+    out = tmp_path / "d"
+    out.mkdir()
+    for theirs in ("[]", '"x"', '{"files": []}', "{not json"):
+        (out / "manifest.json").write_text(theirs)
+        for args in (
+            ["--categories", "cat", "--base-url", npy_server.base_url],
+            ["--categories", "line", "--synthetic"],
+        ):
+            run = _cli("--out", str(out), "--max-per-class", "10", *args)
+            assert run.returncode == 3 and "Traceback" not in run.stderr, run.stderr
+            assert run.stderr.strip().splitlines()[-1].startswith(f"error: {out / 'manifest.json'}: "), run.stderr
+            assert (out / "manifest.json").read_text() == theirs and not (out / "cat.npy").exists()
+    (out / "manifest.json").write_text('{"files": {"cat.npy": "x"}}')  # an entry that is no record: unrecorded
+    assert fetch(npy_server, out, ["cat"], 10).failed == []
+    assert dl.read_manifest(out)["cat.npy"]["rows"] == 10
+
+
 def test_synthetic_never_replaces_downloaded_drawings(npy_server: NpyServer, tmp_path: Path) -> None:
     """make demo fell back to --synthetic after any failed class, overwriting the real ones downloaded.
     --synthetic keeps real drawings (downloaded, or of unknown origin) and writes only the other classes."""
