@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .categories import CategoryError, all_categories, file_stem, validate
-from .files import is_within, lock_folder, not_replaceable, recover_interrupted, swap_dir
+from .files import is_within, lock_file, not_replaceable, recover_interrupted, swap_dir
 from .npy_format import ROW_BYTES, NpyFormatError, open_bitmaps, read_header
 
 PARTS = ("train", "val", "test")
@@ -176,8 +176,7 @@ def write_split(
     # Several workers of one multi-worker run given the same --data write the same split into one shared
     # folder: one at a time, and a split already there as it would be written is kept (only marked
     # newest), so no worker swaps the folder away under another that is reading it.
-    lock = lock_folder(out_dir.parent / f".{out_dir.name}.lock", create=True)
-    try:
+    with lock_file(out_dir.parent / f".{out_dir.name}.lock"):
         if _holds_split(out_dir, info):
             os.utime(out_dir / SPLIT_FILE)
             return info
@@ -191,9 +190,6 @@ def write_split(
             swap_dir(tmp, out_dir)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    finally:
-        if lock is not None:
-            os.close(lock)
     return info
 
 

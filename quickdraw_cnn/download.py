@@ -50,7 +50,7 @@ from quickdraw_cnn.cli import (
     positive_float,
     positive_int,
 )
-from quickdraw_cnn.files import lock_folder, write_text_atomic
+from quickdraw_cnn.files import lock_file, lock_folder, write_text_atomic
 from quickdraw_cnn.npy_format import ROW_BYTES, NpyFormatError, parse_header, read_header
 
 DEFAULT_SUBSET_ROWS = 4000  # what Labs 21 trained on: 100 classes x 4,000 drawings (~314 MB)
@@ -658,7 +658,16 @@ class _Fetcher:
     # -- driver
 
     def run(self) -> ClassResult:
-        """Fetch with retries and backoff (reset whenever a try made progress); never raises."""
+        """Fetch under the class's lock (another run fetching it into this folder would share the
+        .part file: each renamed a file the other was still writing); never raises."""
+        with lock_file(self.job.path.with_name(f".{self.job.path.name}.lock"), wait=False) as ours:
+            if not ours:
+                msg = f"another download of this class into {self.job.path.parent} is running; rerun after it"
+                return ClassResult(self.job.name, self.job.path, "failed", error=msg)
+            return self._run()
+
+    def _run(self) -> ClassResult:
+        """Fetch with retries and backoff (reset whenever a try made progress)."""
         job, ctx = self.job, self.ctx
         try:
             self._resume_state()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 try:
@@ -71,16 +73,52 @@ def is_within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def lock_folder(folder: str | os.PathLike, wait: bool = True, create: bool = False) -> int | None:
+def lock_folder(folder: str | os.PathLike, wait: bool = True) -> int | None:
     """An advisory lock on `folder` itself (flock), held until the returned descriptor is closed; None
-    where the OS has no flock. With `wait=False`, BlockingIOError if another process holds it. With
-    `create`, `folder` is a lock file, made if missing."""
+    where the OS has no flock. With `wait=False`, BlockingIOError if another process holds it."""
     if fcntl is None:
         return None
-    fd = os.open(folder, os.O_RDONLY | (os.O_CREAT if create else 0), 0o644)
+    fd = os.open(folder, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+@contextlib.contextmanager
+def lock_file(path: str | os.PathLike, wait: bool = True) -> Iterator[bool]:
+    """Hold an advisory lock (flock) on the file `path`, made for it and removed after; yields False
+    (holding nothing) when `wait` is False and another process holds it. Where the OS has no flock,
+    yields True without locking.
+
+    Removing the file is safe because a lock counts only while `path` still names the locked file:
+    one taken on a file removed meanwhile is dropped and taken again."""
+    if fcntl is None:
+        yield True
+        return
+    path = os.fspath(path)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            yield False
+            return
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        yield True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)

@@ -318,6 +318,25 @@ def test_drawings_this_downloader_did_not_write_are_never_replaced(npy_server: N
     assert fetch(npy_server, out, ["cat"], 10).failed == [] and len(np.load(out / "cat.npy")) == 10
 
 
+def test_a_class_another_run_is_fetching_into_the_folder_is_left_to_it(npy_server: NpyServer, tmp_path: Path) -> None:
+    """Two runs fetching one class shared its .part file: one renamed it while the other still wrote
+    into it, leaving a cat.npy of 1,000 rows' bytes under a 200-row header (and a raw FileNotFoundError)."""
+    from quickdraw_cnn.files import lock_file
+
+    npy_server.add_file("cat", 400, seed=9)
+    npy_server.add_file("dog", 400, seed=8)
+    out = tmp_path / "data"
+    out.mkdir()
+    with lock_file(out / ".cat.npy.lock") as held:  # as the other run holds it while fetching cat
+        assert held
+        report = fetch(npy_server, out, ["cat", "dog"], 10)
+        assert report.failed == ["cat"] and not (out / "cat.npy").exists() and len(np.load(out / "dog.npy")) == 10
+        (cat,) = [r for r in report.results if r.name == "cat"]
+        assert cat.error == f"another download of this class into {out} is running; rerun after it"
+    assert fetch(npy_server, out, ["cat"], 10).failed == []
+    assert sorted(p.name for p in out.iterdir()) == ["cat.npy", "dog.npy", "manifest.json"]  # no lock left
+
+
 def test_disk_space_is_checked_before_any_request(
     npy_server: NpyServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
