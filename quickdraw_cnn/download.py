@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -708,7 +709,19 @@ class _Fetcher:
         except _Permanent as exc:
             self._discard()
             return ClassResult(job.name, job.path, "failed", 0, self.fetched, str(exc))
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC and self.part.exists():  # keep the rows fetched: they resume
+                with contextlib.suppress(OSError):  # what reached the disk, in whole rows (never extended)
+                    on_disk = self.part.stat().st_size - self.header_len
+                    self.body = max(0, min(self.body, on_disk)) // ROW_BYTES * ROW_BYTES
+                    self._truncate()
+                    msg = f"no space left in {job.path.parent}; {self.have:,} rows kept in {self.part.name}, "
+                    return ClassResult(
+                        job.name, job.path, "failed", self.have, self.fetched, msg + "free some and rerun"
+                    )
+            self._discard()
+            return ClassResult(job.name, job.path, "failed", 0, self.fetched, f"{type(exc).__name__}: {exc}")
+        except ValueError as exc:
             self._discard()
             return ClassResult(job.name, job.path, "failed", 0, self.fetched, f"{type(exc).__name__}: {exc}")
 

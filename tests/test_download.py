@@ -337,6 +337,35 @@ def test_a_class_another_run_is_fetching_into_the_folder_is_left_to_it(npy_serve
     assert sorted(p.name for p in out.iterdir()) == ["cat.npy", "dog.npy", "manifest.json"]  # no lock left
 
 
+def test_a_disk_filling_up_mid_download_keeps_the_rows_fetched(
+    npy_server: NpyServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The .part was deleted with every row in it, and the message named no folder."""
+    import errno
+
+    rows = npy_server.add_file("cat", 2000, seed=2)
+    out = tmp_path / "data"
+    progress = dl._Fetcher._progress
+
+    written = []
+
+    def fill_up(self, n: int) -> None:
+        progress(self, n)
+        written.append(n)
+        if sum(written) > 300_000:  # the disk fills up after ~380 rows
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(dl._Fetcher, "_progress", fill_up)
+    (failed,) = fetch(npy_server, out, ["cat"], 1000).results
+    assert failed.status == "failed" and failed.rows >= 300, failed
+    assert failed.error == f"no space left in {out}; {failed.rows:,} rows kept in cat.npy.part, free some and rerun"
+    monkeypatch.setattr(dl._Fetcher, "_progress", progress)
+    sent = npy_server.bytes_sent("cat")
+    assert fetch(npy_server, out, ["cat"], 1000).failed == []  # resumed from the rows kept
+    np.testing.assert_array_equal(np.load(out / "cat.npy"), rows[:1000])
+    assert npy_server.bytes_sent("cat") - sent <= (1000 - failed.rows) * 784 + dl.PROBE_BYTES  # and its header probe
+
+
 def test_disk_space_is_checked_before_any_request(
     npy_server: NpyServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
