@@ -365,6 +365,8 @@ def check_reachable(session: requests.Session, url: str, timeout: float) -> None
     """One quick HEAD so that an offline run fails in one line instead of retrying every class."""
     try:
         session.head(url, timeout=(min(timeout, 10.0), timeout), allow_redirects=True).close()
+    except requests.TooManyRedirects:
+        return  # reached, and answering: the class itself fails, named, with the others still fetched
     except requests.RequestException as exc:
         host = urlsplit(url).netloc or url
         raise DownloadError(
@@ -464,6 +466,8 @@ class _Fetcher:
         headers = {"Range": f"bytes={start}-{'' if end is None else end}"} if ranged else {}
         try:
             r = self.ctx.session().get(self.job.url, headers=headers, stream=True, timeout=self.ctx.timeouts)
+        except requests.TooManyRedirects:
+            raise _Permanent(f"redirect loop at {self.job.url}") from None
         except requests.RequestException as exc:
             raise _Retryable(_short_reason(exc)) from None
         if self.ctx.stop.is_set():  # answered after Ctrl-C: download() has returned, a new run may own the files
@@ -704,7 +708,8 @@ class _Fetcher:
                         time.sleep(min(ctx.backoff * 2 ** (failures - 1), max(ctx.backoff, MAX_WAIT)))
             return self._finish()
         except _GaveUp as exc:
-            msg = f"{exc}; {self.have:,} rows kept in {self.part.name}, rerun to resume"
+            kept = f"{self.have:,} rows kept in {self.part.name}, rerun to resume" if self.have else "rerun to retry"
+            msg = f"{exc}; {kept}"
             return ClassResult(job.name, job.path, "failed", self.have, self.fetched, msg)
         except _Permanent as exc:
             self._discard()
@@ -741,6 +746,8 @@ class _Fetcher:
             raise _Permanent(str(exc)) from None
         if got_rows != rows:
             raise _Permanent(f"finished file has {got_rows} rows, expected {rows}")
+        if rows == 0:
+            raise _Permanent(f"{job.url} holds no drawings (0 rows)")
         pinned = cat.manifest().get(job.name)
         entry = _entry(
             job.name, self.part, job.url, rows, whole, remote_rows=self.remote.rows, remote_bytes=self.remote.total

@@ -32,6 +32,7 @@ import numpy as np
 CHUNK = 1 << 20
 FAULTS = {
     "drop",
+    "redirect_loop",  # 302 to itself, every time
     "error500",
     "wrong_length",
     "short_length",
@@ -218,6 +219,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if kind == "404":
             self._simple(name, 404, b"Not Found")
+            return
+        if kind == "redirect_loop":
+            self._record(name, 302)
+            self.send_response(302)
+            self.send_header("Location", self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
         if kind == "html":
             page = b"<!DOCTYPE html><html><body><h1>Sign in to continue</h1></body></html>"

@@ -366,6 +366,21 @@ def test_a_disk_filling_up_mid_download_keeps_the_rows_fetched(
     assert npy_server.bytes_sent("cat") - sent <= (1000 - failed.rows) * 784 + dl.PROBE_BYTES  # and its header probe
 
 
+def test_a_redirect_loop_or_an_empty_file_fails_that_class_at_once(npy_server: NpyServer, tmp_path: Path) -> None:
+    """A redirect loop was retried for 31 s ("0 rows kept in dog.npy.part", no such file), and stopped
+    the run as "cannot reach" when it came first; a 0-row file was a success that get_dataset.py refused."""
+    npy_server.add_file("dog", 50)
+    npy_server.add_file("line", 0)
+    npy_server.add_file("cat", 50)
+    npy_server.add_fault("dog", "redirect_loop", times=1000)
+    report = fetch(npy_server, tmp_path / "data", ["dog", "line", "cat"], 10, retries=3)
+    errors = {r.name: r.error for r in report.results}
+    assert sorted(report.failed) == ["dog", "line"] and errors["cat"] is None
+    assert errors["dog"] == f"redirect loop at {npy_server.base_url}/dog.npy"
+    assert errors["line"] == f"{npy_server.base_url}/line.npy holds no drawings (0 rows)"
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["cat.npy", "manifest.json"]
+
+
 def test_disk_space_is_checked_before_any_request(
     npy_server: NpyServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
