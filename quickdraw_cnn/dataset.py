@@ -66,12 +66,12 @@ def scan_data_dir(data_dir: str | os.PathLike, categories: list[str] | None = No
     if not files:
         raise DatasetError(f"no .npy files in {data_dir} (run download_subset.py, or download_subset.py --synthetic)")
     by_name: dict[str, ClassFile] = {}
+    seen: dict[str, ClassFile] = {}  # by case-folded name: Cat.npy and cat.npy are one class twice
     for f in files:
-        if f.name in by_name:
-            raise DatasetError(
-                f"{by_name[f.name].path.name} and {f.path.name} in {data_dir} are both class '{f.name}'; keep one"
-            )
-        by_name[f.name] = f
+        other = seen.get(f.name.casefold())
+        if other is not None:
+            raise DatasetError(f"{other.path.name} and {f.path.name} in {data_dir} are both class '{f.name}'; keep one")
+        by_name[f.name] = seen[f.name.casefold()] = f
     if categories is not None:
         try:  # the folder's classes, not the pinned 345: a folder may hold classes of its own
             names = validate(categories, known=sorted(by_name))

@@ -293,6 +293,11 @@ def test_two_files_of_one_class_are_refused(data_dir: Path, tmp_path: Path) -> N
     result = run_cli("--data", str(data_dir), "--out", str(tmp_path / "s"))
     assert result.returncode == 1 and not (tmp_path / "s").exists()
     assert "alarm clock.npy and alarm_clock.npy" in result.stderr and "both class 'alarm clock'" in result.stderr
+    (data_dir / "alarm clock.npy").unlink()
+    write_bitmaps(data_dir / "Cat.npy", encoded_rows(9, 100))  # became a second class, 'Cat'
+    result = run_cli("--data", str(data_dir), "--out", str(tmp_path / "s"))
+    assert result.returncode == 1 and not (tmp_path / "s").exists()
+    assert "Cat.npy and cat.npy" in result.stderr or "cat.npy and Cat.npy" in result.stderr, result.stderr
 
 
 def test_a_class_name_with_a_line_break_is_refused(data_dir: Path, tmp_path: Path) -> None:
