@@ -60,6 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.top < 1:
         p.error("--top must be at least 1")
+    if args.files.count("-") > 1:  # the second read the empty rest of the pipe
+        p.error("- (stdin) can be given once")
     return args
 
 
@@ -85,6 +87,9 @@ def label(name: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if sys.stdout is None:  # started with stdout closed (`>&-`): the predictions could go nowhere
+        print("error: standard output is closed; nothing to print the predictions to", file=sys.stderr)
+        return 2
     for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print as their own bytes
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="surrogateescape")

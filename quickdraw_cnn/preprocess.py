@@ -1016,6 +1016,15 @@ def to_bitmap(source: Source) -> np.ndarray:
                 raise PreprocessError(f"cannot read ({exc.strerror})") from None
             if not data:
                 raise EmptyFileError("empty file (0 bytes)")
+            if is_data_url(data[:DATA_URL_HEAD]):  # a canvas's data: URL saved under .json
+                return to_bitmap(decode_data_url(data))
+            if not _looks_like_json(data):  # perhaps an image saved under .json
+                try:
+                    img = open_image(data)
+                except NotAnImageError:
+                    pass  # neither: its error as JSON says more
+                else:
+                    return preprocess_image(img)
             return strokes_to_bitmap(data)
         try:
             img = open_image(path)

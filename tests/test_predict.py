@@ -454,3 +454,17 @@ def test_cli_output_into_a_closed_pipe_is_quiet(exported) -> None:
     proc.stdout.close()
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and "Traceback" not in err, err
+
+
+def test_cli_with_stdout_closed_or_stdin_twice_is_one_line(exported) -> None:
+    """`... >&-` was an AttributeError traceback; `- -` read the pipe's empty rest as "empty file"."""
+    out, _ = exported
+    star = ROOT / "samples" / "star_canvas.png"
+    cmd = f'"{sys.executable}" "{ROOT / "load_model_predict.py"}" "{star}" --model-dir "{out}" --backend onnx >&-'
+    closed = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, cwd=ROOT)
+    assert closed.returncode == 2, closed.stderr
+    assert closed.stderr.strip() == "error: standard output is closed; nothing to print the predictions to"
+    twice = run_cli("-", "-", "--model-dir", out)
+    assert twice.returncode == 2 and twice.stderr.strip().splitlines()[-1].startswith(
+        "load_model_predict.py: error: - (stdin) can be given once"
+    ), twice.stderr

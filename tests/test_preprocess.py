@@ -732,6 +732,21 @@ def test_odd_python_sources_are_read_or_named(tmp_path: Path, circle) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.png"]  # no .part left behind
 
 
+def test_an_image_or_a_data_url_saved_as_json_reads_as_what_it_is(tmp_path: Path, circle) -> None:
+    """The .json suffix forced JSON: 'not JSON (Expecting value ...)' and 'not UTF-8 JSON'."""
+    import base64
+
+    data = png_bytes(dark_on_white(circle))
+    want = pp.to_bitmap(data)
+    (tmp_path / "canvas.json").write_bytes(data)
+    (tmp_path / "url.json").write_text("data:image/png;base64," + base64.b64encode(data).decode())
+    for name in ("canvas.json", "url.json"):
+        np.testing.assert_array_equal(pp.to_bitmap(tmp_path / name), want)
+    (tmp_path / "text.json").write_text("hello")
+    with pytest.raises(pp.BadStrokesError, match="^not JSON"):  # neither: named as JSON, as before
+        pp.to_bitmap(tmp_path / "text.json")
+
+
 def test_a_pipe_is_read_whole(tmp_path: Path, circle) -> None:
     """`<(curl ...)` or /dev/stdin: a pipe's size is 0 until read; it used to be "empty file"."""
     data = png_bytes(dark_on_white(circle))
