@@ -23,6 +23,7 @@ import platform
 import shutil
 import tempfile
 import warnings
+from collections import Counter
 from importlib import metadata
 from pathlib import Path
 
@@ -185,6 +186,12 @@ def export_model(
     if problem:
         raise ExportError(problem)
     class_names = [str(c) for c in class_names]
+    repeated = sorted(c for c, n in Counter(class_names).items() if n > 1)
+    if repeated:
+        raise ExportError(f"class names repeat ({', '.join(map(repr, repeated))}): the labels would be ambiguous")
+    unprintable = [c for c in class_names if not c.isprintable() or not c.strip()]
+    if unprintable:  # class_names.txt holds one per line
+        raise ExportError(f"class name {unprintable[0]!r} is empty or holds a line break or control character")
     n_out = int(model.output_shape[-1])
     if n_out != len(class_names):
         raise ExportError(f"model has {n_out} outputs but {len(class_names)} class names were given")

@@ -325,6 +325,12 @@ class Predictor:
             raise ModelError(f"{model_dir}: model takes {tuple(in_shape)}, not 28x28x1 drawings")
         if isinstance(n_out, int) and n_out != len(names):
             raise ModelError(f"{model_dir}: model has {n_out} outputs but class_names.txt lists {len(names)} classes")
+        probe = np.asarray(runner(np.zeros((1, 28, 28, 1), np.float32)), np.float64)
+        if not (np.all(probe >= -1e-6) and abs(float(probe.sum()) - 1.0) < 1e-3):  # logits printed as 18295.5%
+            raise ModelError(
+                f"{model_dir}: the model's outputs are not probabilities (they sum to {float(probe.sum()):.4g}); "
+                "its last layer needs a softmax"
+            )
         return cls(model_dir, names, scale, backend, runner)
 
     def probabilities(self, bitmaps: np.ndarray) -> np.ndarray:

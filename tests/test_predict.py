@@ -125,6 +125,10 @@ def test_export_keeps_other_files_and_previous_model_on_failure(exported, tmp_pa
     before = (target / "model.h5").read_bytes()
     with pytest.raises(ExportError, match="3 outputs but 2 class names"):
         export_model(model, ["a", "b"], target, {})
+    with pytest.raises(ExportError, match="class names repeat \\('a'\\)"):  # a folder that would not load
+        export_model(model, ["a", "b", "a"], target, {})
+    with pytest.raises(ExportError, match="class name 'my\\\\nrobot' is empty or holds a line break"):
+        export_model(model, ["a", "b", "my\nrobot"], target, {})
     assert (target / "model.h5").read_bytes() == before
     export_model(model, CLASSES, target, {"run": 2}, onnx=False)
     assert (target / "notes" / "keep.txt").read_text() == "mine"
@@ -173,6 +177,19 @@ def test_missing_and_mismatched_model_folders(exported, tmp_path: Path) -> None:
     (bad / "model.onnx").unlink()
     with pytest.raises(ModelError, match="no model.onnx"):
         Predictor.load(bad, backend="onnx")
+
+
+def test_a_model_without_softmax_is_refused(tmp_path: Path) -> None:
+    """Its logits were printed as probabilities ("square 18295.5%", exit 0)."""
+    import keras
+
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    model.set_weights([np.full((784, 3), 0.01, np.float32), np.array([5.0, -1.0, 2.0], np.float32)])
+    (tmp_path / "model.json").write_text(model.to_json())
+    model.save(tmp_path / "model.h5")
+    (tmp_path / "class_names.txt").write_text("circle\nline\nsquare\n")
+    with pytest.raises(ModelError, match="outputs are not probabilities .*; its last layer needs a softmax$"):
+        Predictor.load(tmp_path)
 
 
 def _as_folder(path: Path) -> None:
