@@ -43,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         "(default: all in --data)",
     )
     args = parser.parse_args(argv)
+    if args.val_fraction + args.test_fraction >= 1:
+        parser.error(
+            f"--val-fraction {args.val_fraction:g} and --test-fraction {args.test_fraction:g} leave nothing to train on"
+        )
     try:
         categories = category_names(args.categories) if args.categories is not None else None
         info = write_split(

@@ -50,8 +50,12 @@ def class_name_from_file(path: Path) -> str:
 def scan_data_dir(data_dir: str | os.PathLike, categories: list[str] | None = None) -> list[ClassFile]:
     """Validated class files of a folder, sorted by class name (the label order, stable everywhere)."""
     data_dir = Path(data_dir)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise DatasetError(f"data folder {data_dir} is a file, not a folder of <class>.npy files")
     if not data_dir.is_dir():
         raise DatasetError(f"data folder {data_dir} does not exist (run download_subset.py first)")
+    if (data_dir / SPLIT_FILE).is_file():
+        raise DatasetError(f"{data_dir} is a split (get_dataset.py's output), not the folder of class files it indexes")
     files = []
     for path in sorted(data_dir.glob("*.npy")):
         if not path.stem.isprintable():  # class_names.txt holds a name per line: a newline would shift them
@@ -160,7 +164,6 @@ def write_split(
     index, used = make_index(files, max_per_class, val_fraction, test_fraction, seed)
     out_dir = Path(out_dir).resolve()  # a link to a split folder: write the split there
     check_split_target(out_dir, Path(data_dir), option)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     data_ref = os.path.relpath(Path(data_dir).resolve(), out_dir.resolve())
     info = {
         "format": FORMAT_VERSION,
@@ -173,9 +176,19 @@ def write_split(
         "seed": seed,
         "counts": {p: len(index[p]) for p in PARTS},
     }
-    # Several workers of one multi-worker run given the same --data write the same split into one shared
-    # folder: one at a time, and a split already there as it would be written is kept (only marked
-    # newest), so no worker swaps the folder away under another that is reading it.
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        return _write_split(out_dir, index, info)
+    except OSError as exc:  # a read-only or full disk, a file where a folder goes: name the folder
+        blocker = next((p for p in out_dir.parents if p.exists() and not p.is_dir()), None)
+        why = f"{blocker} is a file, not a folder" if blocker else exc.strerror or exc
+        raise DatasetError(f"{option} {out_dir}: cannot write the split ({why})") from None
+
+
+def _write_split(out_dir: Path, index: dict[str, np.ndarray], info: dict) -> dict:
+    """Several workers of one multi-worker run given the same --data write the same split into one
+    shared folder: one at a time, and a split already there as it would be written is kept (only marked
+    newest), so no worker swaps the folder away under another that is reading it."""
     with lock_file(out_dir.parent / f".{out_dir.name}.lock"):
         if _holds_split(out_dir, info):
             os.utime(out_dir / SPLIT_FILE)

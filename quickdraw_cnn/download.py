@@ -361,6 +361,11 @@ def check_disk_space(out_dir: Path, need: int) -> None:
         )
 
 
+def _bad_header(exc: NpyFormatError) -> str:
+    """The remote file's header problem, said once ("corrupt .npy header: corrupt .npy header" before)."""
+    return str(exc) if "header" in str(exc) else f"bad .npy header: {exc}"
+
+
 def check_reachable(session: requests.Session, url: str, timeout: float) -> None:
     """One quick HEAD so that an offline run fails in one line instead of retrying every class."""
     try:
@@ -565,7 +570,7 @@ class _Fetcher:
                 try:
                     rows, hlen = parse_header(bytes(buf[:need]))
                 except NpyFormatError as exc:
-                    raise _Permanent(f"corrupt .npy header: {exc}") from None
+                    raise _Permanent(_bad_header(exc)) from None
                 size = hlen + rows * ROW_BYTES
                 if total is not None and total != size:
                     raise _Permanent(f"header says {rows} rows ({size} bytes) but the server has {total} bytes")
@@ -612,7 +617,7 @@ class _Fetcher:
             except NpyFormatError as exc:
                 if "truncated" in str(exc) and len(data) >= size:
                     continue
-                raise _Permanent(f"corrupt .npy header: {exc}") from None
+                raise _Permanent(_bad_header(exc)) from None
             if total is not None and total != hlen + rows * ROW_BYTES:
                 raise _Permanent(f"header says {rows} rows but the server has {total} bytes")
             return _Remote(bytes(data[:hlen]), rows, hlen + rows * ROW_BYTES)

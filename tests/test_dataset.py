@@ -214,6 +214,24 @@ def test_cli_refuses_missing_or_empty_folder(tmp_path: Path, setup: str) -> None
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_cli_names_what_is_wrong_with_the_folders_and_fractions(data_dir: Path, tmp_path: Path) -> None:
+    """Each was one line, but of numpy's or the OS's words: 'test.npy: dtype is <i4', '[Errno 17] File
+    exists: ...', 'does not exist' for a file; and fractions leaving nothing to train on exited 1."""
+    split = tmp_path / "split"
+    assert run_cli("--data", str(data_dir), "--out", str(split)).returncode == 0
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for args, status, message in [
+        (["--data", str(split), "--out", str(tmp_path / "s2")], 1, f"{split} is a split (get_dataset.py's output)"),
+        (["--data", str(data_dir / "cat.npy"), "--out", str(tmp_path / "s2")], 1, "is a file, not a folder of"),
+        (["--data", str(data_dir), "--out", str(a_file / "s")], 1, f"cannot write the split ({a_file} is a file"),
+        (["--data", str(data_dir), "--val-fraction", "0.6", "--test-fraction", "0.4"], 2, "leave nothing to train on"),
+    ]:
+        result = run_cli(*args)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == status and len(lines) == 1 and message in lines[0], result.stderr
+
+
 def test_too_few_rows_for_every_part_is_refused(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
