@@ -82,6 +82,8 @@ def label(name: str) -> str:
     if len(name) > 40 and is_data_url(name):
         digest = hashlib.sha1(name.encode("utf-8", "replace")).hexdigest()[:10]
         return f"{name[:32]}... ({len(name):,} characters, sha1 {digest})"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):  # a line break in a name would split its block
+        return repr(name)
     return name
 
 

@@ -485,3 +485,13 @@ def test_cli_with_stdout_closed_or_stdin_twice_is_one_line(exported) -> None:
     assert twice.returncode == 2 and twice.stderr.strip().splitlines()[-1].startswith(
         "load_model_predict.py: error: - (stdin) can be given once"
     ), twice.stderr
+
+
+def test_cli_names_a_file_with_a_line_break_on_one_line(exported, tmp_path: Path) -> None:
+    """A name holding a line break split its block of output in two."""
+    out, _ = exported
+    odd = tmp_path / "two\nlines.png"
+    odd.write_bytes((ROOT / "samples" / "star_canvas.png").read_bytes())
+    res = run_cli(odd, "--model-dir", out, "--backend", "onnx")
+    assert res.returncode == 0 and res.stdout.splitlines()[0] == repr(str(odd)), res.stdout
+    assert len(res.stdout.splitlines()) == 1 + len(CLASSES)  # the name, then every class (fewer than five)
