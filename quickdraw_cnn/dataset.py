@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .categories import CategoryError, all_categories, file_stem, validate
-from .files import is_within, lock_file, not_replaceable, recover_interrupted, swap_dir
+from .files import is_within, lock_file, not_replaceable, recover_interrupted, swap_dir, sync_tree
 from .npy_format import ROW_BYTES, NpyFormatError, open_bitmaps, read_header
 
 PARTS = ("train", "val", "test")
@@ -199,6 +199,7 @@ def _write_split(out_dir: Path, index: dict[str, np.ndarray], info: dict) -> dic
             for part in PARTS:
                 np.save(tmp / f"{part}.npy", index[part])
             (tmp / SPLIT_FILE).write_text(json.dumps(info, indent=1))
+            sync_tree(tmp)  # on the disk before the folder takes its final name
             recover_interrupted(out_dir)
             swap_dir(tmp, out_dir)
         finally:

@@ -51,7 +51,7 @@ from quickdraw_cnn.cli import (
     positive_float,
     positive_int,
 )
-from quickdraw_cnn.files import lock_file, lock_folder, write_text_atomic
+from quickdraw_cnn.files import lock_file, lock_folder, sync_file, write_text_atomic
 from quickdraw_cnn.npy_format import ROW_BYTES, NpyFormatError, parse_header, read_header
 
 DEFAULT_SUBSET_ROWS = 4000  # what Labs 21 trained on: 100 classes x 4,000 drawings (~314 MB)
@@ -765,6 +765,7 @@ class _Fetcher:
                 )
             entry["pinned_sha256_ok"] = True
         entry["file"] = job.path.name
+        sync_file(self.part)  # on the disk before its final name: a power cut could empty a renamed file
         os.replace(self.part, job.path)
         with contextlib.suppress(FileNotFoundError):
             self.note.unlink()

@@ -30,7 +30,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from .files import not_replaceable, recover_interrupted, swap_dir
+from .files import not_replaceable, recover_interrupted, swap_dir, sync_tree
 
 __all__ = ["ExportError", "export_model", "recover_interrupted", "remove_stale"]
 
@@ -219,6 +219,7 @@ def export_model(
             os.chmod(tmp, os.stat(out_dir).st_mode & 0o7777)
         else:
             os.chmod(tmp, 0o755)
+        sync_tree(tmp)  # on the disk before the app team's folder is swapped for it
         swap_dir(tmp, out_dir)
     except OSError as exc:
         raise ExportError(f"{out_dir}: export failed ({exc.strerror or exc})") from exc

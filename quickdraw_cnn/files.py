@@ -15,11 +15,30 @@ except ImportError:  # Windows: no flock, so no folder locks there
     fcntl = None
 
 
+def sync_file(path: str | os.PathLike) -> None:
+    """Flush a file's contents to the disk before it is renamed into place: after a power cut a renamed
+    file can otherwise come back empty, under its final name."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_tree(folder: str | os.PathLike) -> None:
+    """sync_file for every regular file under `folder` (not following links)."""
+    for root, _, names in os.walk(folder):
+        for name in names:
+            if not os.path.islink(os.path.join(root, name)):
+                sync_file(os.path.join(root, name))
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write to `<name>.part` beside the target, then rename over it (atomic on one filesystem)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".part")
     tmp.write_text(text, encoding="utf-8")
+    sync_file(tmp)
     os.replace(tmp, path)
 
 

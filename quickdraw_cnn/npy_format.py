@@ -105,6 +105,8 @@ def write_bitmaps(path: str | os.PathLike, rows: np.ndarray) -> None:
         with open(tmp, "wb") as f:
             f.write(header_bytes(len(rows)))
             f.write(rows.tobytes())
+            f.flush()
+            os.fsync(f.fileno())  # on the disk before its final name (a power cut could empty it)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)  # a full disk or Ctrl-C leaves nothing half-written behind

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from quickdraw_cnn import categories as cat
 from quickdraw_cnn import download as dl
+from quickdraw_cnn.dataset import write_split
 from quickdraw_cnn.npy_format import open_bitmaps
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -379,6 +380,34 @@ def test_a_redirect_loop_or_an_empty_file_fails_that_class_at_once(npy_server: N
     assert errors["dog"] == f"redirect loop at {npy_server.base_url}/dog.npy"
     assert errors["line"] == f"{npy_server.base_url}/line.npy holds no drawings (0 rows)"
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["cat.npy", "manifest.json"]
+
+
+def test_every_file_is_on_the_disk_before_it_takes_its_name(
+    npy_server: NpyServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing was fsynced: after a power cut a renamed class file or manifest could come back empty."""
+    npy_server.add_file("cat", 50)
+    synced: set[int] = set()
+    renamed: list[tuple[str, bool]] = []
+    fsync, replace = os.fsync, os.replace
+
+    def recording_fsync(fd: int) -> None:
+        synced.add(os.fstat(fd).st_ino)
+        fsync(fd)
+
+    def recording_replace(src, dst) -> None:
+        renamed.append((Path(dst).name, os.stat(src).st_ino in synced))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(os, "replace", recording_replace)
+    out = tmp_path / "data"
+    assert fetch(npy_server, out, ["cat"], 10).failed == []
+    write_split(out, tmp_path / "split")  # the split's files, renamed in as one folder
+    assert ("cat.npy", True) in renamed and ("manifest.json", True) in renamed
+    assert all(was_synced for _, was_synced in renamed), renamed
+    split = tmp_path / "split"
+    assert all(p.stat().st_ino in synced for p in split.iterdir())
 
 
 def test_disk_space_is_checked_before_any_request(
