@@ -115,7 +115,11 @@ def _card_conflict(card: dict, model_dir: Path, names: list[str]) -> str | None:
                 f"{model_dir}: class_names.txt lists the classes of model_card.json in another order; "
                 "the labels would be wrong: copy both from the same export"
             )
-        return f"it describes other classes than class_names.txt ({len(classes)} against {len(names)})"
+        card_names = [display_name(str(c)) for c in classes]
+        if len(card_names) != len(names):
+            return f"it describes other classes than class_names.txt ({len(classes)} against {len(names)})"
+        i = next(i for i, (a, b) in enumerate(zip(card_names, names)) if a != b)
+        return f"it describes other classes than class_names.txt (line {i + 1}: {card_names[i]!r} against {names[i]!r})"
     if isinstance(num, int) and num != len(names):
         return f"it says {num} classes, class_names.txt lists {len(names)}"
     return None

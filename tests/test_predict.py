@@ -259,6 +259,9 @@ def test_leftover_model_card_is_ignored_when_it_does_not_match(exported, tmp_pat
     (folder / "class_names.txt").write_text("a\nb\nc\nd\n")
     assert input_scale(folder) == 1.0  # this project's model.json (Rescaling inside): 0..255 anyway
     assert "ignored: it describes other classes than class_names.txt (3 against 4);" in capsys.readouterr().err
+    (folder / "class_names.txt").write_text("circle\nsqaure\ntriangle\n")  # "(3 against 3)" said nothing
+    assert input_scale(folder) == 1.0
+    assert "other classes than class_names.txt (line 2: 'square' against 'sqaure');" in capsys.readouterr().err
 
 
 def test_class_names_reordered_against_the_card_are_refused(exported, tmp_path: Path) -> None:
