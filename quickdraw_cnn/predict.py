@@ -68,13 +68,16 @@ def read_model_json(path: Path) -> dict:
     return cfg
 
 
-def input_scale(model_dir: Path, class_names: list[str] | None = None) -> float:
+def input_scale(model_dir: Path, class_names: list[str] | None = None, backend: str = "tf") -> float:
     """Factor from 0..255 pixels to what the model expects: 1.0 (this project) or 1/255 (Labs 21).
 
     model_card.json says so when it describes this folder; a card left over from another model (other
     classes, or next to a Keras 2 model.json it cannot have described) is ignored with a warning, and
     the answer comes from model.json: a Keras 2 file or a model without a Rescaling layer takes 0..1.
+    The ONNX backend never reads model.json, and only this project writes model.onnx (0..255, its
+    Rescaling inside): a Labs 21 model.json beside it made every ONNX answer wrong, with exit 0.
     """
+    uses_json = backend != "onnx"
     card_path = model_dir / "model_card.json"
     if card_path.exists():
         try:
@@ -83,23 +86,24 @@ def input_scale(model_dir: Path, class_names: list[str] | None = None) -> float:
         except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
             raise ModelError(f"{card_path}: unreadable input convention ({_short(exc)})") from None
         names = read_class_names(model_dir) if class_names is None else class_names
-        conflict = _card_conflict(card, model_dir, names)
+        conflict = _card_conflict(card, model_dir, names, uses_json)
         if conflict is None:
             return hi / 255.0 if hi > 0 else 1.0
-        print(f"warning: {card_path} ignored: {conflict}; input range taken from model.json", file=sys.stderr)
+        source = "model.json" if uses_json else "model.onnx (0..255)"
+        print(f"warning: {card_path} ignored: {conflict}; input range taken from {source}", file=sys.stderr)
     json_path = model_dir / "model.json"
-    if json_path.exists():
+    if uses_json and json_path.exists():
         cfg = read_model_json(json_path)
         if _is_keras2(cfg) or '"Rescaling"' not in json.dumps(cfg):
             return 1.0 / 255.0
     return 1.0
 
 
-def _card_conflict(card: dict, model_dir: Path, names: list[str]) -> str | None:
+def _card_conflict(card: dict, model_dir: Path, names: list[str], uses_json: bool = True) -> str | None:
     """Why the card does not describe this folder (None when it does): the files were replaced after export."""
     json_path = model_dir / "model.json"
     files = card.get("files")
-    if json_path.is_file() and (not isinstance(files, list) or "model.json" in files):
+    if uses_json and json_path.is_file() and (not isinstance(files, list) or "model.json" in files):
         try:
             keras2 = _is_keras2(read_model_json(json_path))
         except ModelError:
@@ -312,7 +316,7 @@ class Predictor:
         if not model_dir.is_dir():
             raise ModelError(f"{model_dir}: model folder not found")
         names = read_class_names(model_dir)
-        scale = input_scale(model_dir, names)
+        scale = input_scale(model_dir, names, backend)
         if backend == "onnx":
             onnx_path = model_dir / "model.onnx"
             if not onnx_path.exists():

@@ -17,6 +17,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from quickdraw_cnn.predict import ModelError, Predictor, input_scale  # noqa: E402
+from quickdraw_cnn.preprocess import to_bitmap  # noqa: E402
 from quickdraw_cnn.render import prepare_strokes, render_strokes  # noqa: E402
 from quickdraw_cnn.synthetic import generate_class, generate_strokes  # noqa: E402
 from quickdraw_cnn.upload_sim import canvas_png  # noqa: E402
@@ -219,13 +220,16 @@ def broken_copy(out: Path, tmp_path: Path, case: str) -> tuple[Path, Path]:
     return folder, folder / name
 
 
-@pytest.mark.parametrize("case", sorted(set(BROKEN) - {"json-empty"}))  # ONNX needs no model.json
+@pytest.mark.parametrize("case", sorted(BROKEN))
 def test_cli_broken_model_file_is_one_line_exit_2(exported, tmp_path: Path, case: str) -> None:
-    """The ONNX backend never loads model.json, yet without a card it reads it for the input range."""
+    """A broken file the ONNX backend reads is one line, exit 2; model.json it never reads (a55f1f5)."""
     folder, bad = broken_copy(exported[0], tmp_path, case)
     drawing = tmp_path / "tri.json"
     drawing.write_text(json.dumps(generate_strokes("triangle", np.random.default_rng(0))))
     res = run_cli(str(drawing), "--model-dir", str(folder), "--backend", "onnx")
+    if bad.name == "model.json":
+        assert res.returncode == 0 and res.stderr == "" and res.stdout.splitlines()[1].startswith("  1. triangle")
+        return
     assert res.returncode == 2 and res.stdout == ""
     assert res.stderr.startswith(f"error: {bad}: ") and res.stderr.count("\n") == 1, res.stderr
 
@@ -290,6 +294,24 @@ def test_labs21_files_copied_over_a_project_folder_ignore_its_card(exported, tmp
     rows = np.load(SHARED / "quickdraw-real" / "bitmaps" / "cat.npy", mmap_mode="r")[:200]
     probs = p.probabilities(np.asarray(rows).reshape(-1, 28, 28))
     assert (probs.argmax(1) == p.class_names.index("cat")).mean() > 0.8
+
+
+def test_onnx_never_takes_its_input_range_from_a_model_json(exported, tmp_path: Path, capsys) -> None:
+    """A Keras 2 model.json copied beside this project's model.onnx set the ONNX input to 0..1: every
+    answer wrong, exit 0."""
+    out, _ = exported
+    want = Predictor.load(out, backend="onnx")
+    star = want.probabilities(to_bitmap(ROOT / "samples" / "star_canvas.png")[None])
+    keras2 = {"class_name": "Sequential", "keras_version": "2.3.1", "config": {"name": "s", "layers": []}}
+    for card in (True, False):
+        folder = tmp_path / f"card_{card}"
+        shutil.copytree(out, folder)
+        (folder / "model.json").write_text(json.dumps(keras2))
+        if not card:
+            (folder / "model_card.json").unlink()
+        p = Predictor.load(folder, backend="onnx")
+        assert p.scale == 1.0 and capsys.readouterr().err == ""
+        np.testing.assert_allclose(p.probabilities(to_bitmap(ROOT / "samples" / "star_canvas.png")[None]), star)
 
 
 def test_class_names_with_a_bom(exported, tmp_path: Path, capsys) -> None:
