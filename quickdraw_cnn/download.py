@@ -719,8 +719,8 @@ class _Fetcher:
         except _Permanent as exc:
             self._discard()
             return ClassResult(job.name, job.path, "failed", 0, self.fetched, str(exc))
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC and self.part.exists():  # keep the rows fetched: they resume
+        except (OSError, ValueError) as exc:
+            if getattr(exc, "errno", None) == errno.ENOSPC and self.part.exists():  # keep the rows: they resume
                 with contextlib.suppress(OSError):  # what reached the disk, in whole rows (never extended)
                     on_disk = self.part.stat().st_size - self.header_len
                     self.body = max(0, min(self.body, on_disk)) // ROW_BYTES * ROW_BYTES
@@ -729,9 +729,6 @@ class _Fetcher:
                     return ClassResult(
                         job.name, job.path, "failed", self.have, self.fetched, msg + "free some and rerun"
                     )
-            self._discard()
-            return ClassResult(job.name, job.path, "failed", 0, self.fetched, f"{type(exc).__name__}: {exc}")
-        except ValueError as exc:
             self._discard()
             return ClassResult(job.name, job.path, "failed", 0, self.fetched, f"{type(exc).__name__}: {exc}")
 

@@ -111,15 +111,15 @@ def _card_conflict(card: dict, model_dir: Path, names: list[str], uses_json: boo
         if keras2:  # the Labs 21 files copied over an export: their own class order is theirs
             return "model.json is a Keras 2 file, not the export it describes"
     classes, num = card.get("classes"), card.get("num_classes")
-    if isinstance(classes, list) and [display_name(str(c)) for c in classes] != names:
-        if sorted(display_name(str(c)) for c in classes) == sorted(names):
+    card_names = [display_name(str(c)) for c in classes] if isinstance(classes, list) else names
+    if card_names != names:
+        if sorted(card_names) == sorted(names):
             # The card describes these model files (checked above), and an export writes one order for
             # both: class_names.txt was edited, and every prediction would carry another class's name.
             raise ModelError(
                 f"{model_dir}: class_names.txt lists the classes of model_card.json in another order; "
                 "the labels would be wrong: copy both from the same export"
             )
-        card_names = [display_name(str(c)) for c in classes]
         if len(card_names) != len(names):
             return f"it describes other classes than class_names.txt ({len(classes)} against {len(names)})"
         i = next(i for i, (a, b) in enumerate(zip(card_names, names)) if a != b)

@@ -68,7 +68,8 @@ MIN_INK_FRACTION = 2e-4  # of the work image's pixels (and at least MIN_INK_PIXE
 MIN_INK_PIXELS = 12
 STROKE_SUFFIXES = {".json", ".ndjson"}
 ORIENTATION_TAG = 0x0112  # EXIF "Orientation"
-DATA_URL = re.compile(rb"(?:\xef\xbb\xbf)?\s*data:([^,]{0,1024}),", re.IGNORECASE)  # data:[<type>][;base64],<data>
+DATA_PREFIX = rb"(?:\xef\xbb\xbf)?\s*data:"  # what starts a data: URL (a BOM, spaces), comma or not
+DATA_URL = re.compile(DATA_PREFIX + rb"([^,]{0,1024}),", re.IGNORECASE)  # data:[<type>][;base64],<data>
 DATA_URL_HEAD = 1100  # bytes that hold any header DATA_URL matches
 NO_COMMA = "a data: URL needs a comma before its data"
 DATA_URL_MAX = MAX_STREAM_BYTES * 4 // 3 + DATA_URL_HEAD  # base64 of the most read from a pipe
@@ -892,7 +893,7 @@ def _looks_like_json(data: bytes) -> bool:
     return head[:1] in (b"{", b"[")
 
 
-_DATA_PREFIX = re.compile(rb"(?:\xef\xbb\xbf)?\s*data:", re.IGNORECASE)  # what starts a data: URL, comma or not
+_DATA_PREFIX = re.compile(DATA_PREFIX, re.IGNORECASE)
 
 
 def _no_such_file(name: str | os.PathLike) -> str:
