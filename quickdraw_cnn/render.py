@@ -188,6 +188,11 @@ def _resample(arrays: list[np.ndarray], spacing: float = 1.0) -> tuple[np.ndarra
     cum = np.concatenate([[0.0], np.cumsum(step)])
     start, end = cum[first], cum[first + sizes - 1]
     length = end - start
+    if length.sum() > MAX_PATH_UNITS:  # refused before the samples are made: their memory grows with it
+        raise ValueError(
+            f"strokes {length.sum():,.0f} units long at the data set's scale; a drawing is at most "
+            f"{MAX_PATH_UNITS:,.0f}"
+        )
     counts = np.ceil(length / spacing - 1e-9).astype(int)  # samples at 0, spacing, ... < length
     counts = np.maximum(counts, 0) + 1  # ... plus the end (or the single point of a dot)
     stroke = np.repeat(np.arange(len(arrays)), counts)
@@ -208,16 +213,10 @@ def prepare_strokes(strokes: Sequence) -> Strokes:
     lo = allpts.min(axis=1, keepdims=True)
     with np.errstate(over="ignore"):
         extent = float((allpts.max(axis=1, keepdims=True) - lo).max())
-        length = sum(float(np.hypot(*np.diff(a, axis=1)).sum()) for a in arrays)
-    if not (np.isfinite(extent) and np.isfinite(length)):
+    if not np.isfinite(extent):
         raise ValueError("coordinates too far apart (their differences overflow)")
     # Below a billionth of a unit the drawing is a dot; scaling it up would overflow to inf/NaN.
     factor = SIMPLIFIED_MAX / extent if extent > MIN_EXTENT else 0.0
-    if length * factor > MAX_PATH_UNITS:
-        raise ValueError(
-            f"strokes {length * factor:,.0f} units long at the data set's scale; a drawing is at most "
-            f"{MAX_PATH_UNITS:,.0f}"
-        )
     pts, stroke = _resample([(a - lo) * factor for a in arrays])
     edge = np.ones(len(pts), dtype=bool)
     edge[1:-1] = (stroke[1:-1] != stroke[:-2]) | (stroke[1:-1] != stroke[2:])  # each stroke's ends
